@@ -1,0 +1,1 @@
+# Copyright (c) mmaff contributors. All rights reserved.
