@@ -1,0 +1,201 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""File formats between the stages, written atomically and read with checks.
+
+* CAM file ``<id>.npz``: ``cams`` float16 (K, H, W) normalised CAMs of the
+  image's present classes at full image resolution, ``labels`` int (K,) their
+  label ids (1..C), ``img_shape`` (H, W). Readable with plain numpy.
+* Label map ``<id>.png``: single-channel P-mode PNG of label ids with the VOC
+  palette, 255 = ignore (confident-region maps and pseudo labels).
+
+Every writer writes a temporary file in the target folder and renames it, so
+a reader never sees a half-written file and an interrupted export resumes by
+skipping the files that exist.
+"""
+import io
+import os
+import os.path as osp
+import tempfile
+import zipfile
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+
+def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
+    """Write a file through a temporary name in the same folder + rename.
+
+    Args:
+        path (str): Final path.
+        write_fn (Callable[[str], None]): Writes the content to the path it
+            is given (the temporary file).
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base, ext = osp.splitext(osp.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=f'.tmp{ext}',
+                               dir=folder)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def voc_palette(num: int = 256) -> np.ndarray:
+    """The standard VOC colour map.
+
+    Args:
+        num (int): Number of entries. Defaults to 256.
+
+    Returns:
+        np.ndarray: (num, 3) uint8.
+    """
+    palette = np.zeros((num, 3), dtype=np.uint8)
+    for i in range(num):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[i] = (r, g, b)
+    return palette
+
+
+def save_label_png(path: str, label: np.ndarray) -> None:
+    """Save a label map as a P-mode PNG with the VOC palette, atomically.
+
+    Args:
+        path (str): Output path.
+        label (np.ndarray): (H, W) integer label ids in [0, 255].
+    """
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f'{path}: a label map must be 2-D, got shape '
+                         f'{label.shape}')
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f'{path}: label ids must lie in [0, 255]')
+    img = Image.fromarray(label.astype(np.uint8), mode='P')
+    img.putpalette(voc_palette().reshape(-1).tolist())
+    atomic_write(path, lambda tmp: img.save(tmp, format='PNG'))
+
+
+def load_label_png(path: str,
+                   expected_shape: Optional[Tuple[int, int]] = None,
+                   num_classes: Optional[int] = None,
+                   ignore_index: int = 255) -> np.ndarray:
+    """Read a label PNG (P or L mode) and check it.
+
+    Args:
+        path (str): The PNG.
+        expected_shape (tuple, optional): (H, W) it must have.
+        num_classes (int, optional): Ids must be < num_classes or equal to
+            ``ignore_index``.
+        ignore_index (int): Defaults to 255.
+
+    Returns:
+        np.ndarray: (H, W) uint8.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'label map not found: {path}')
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ('P', 'L'):
+                raise ValueError(f'{path}: expected a single-channel (P or '
+                                 f'L mode) PNG, got mode {img.mode}')
+            label = np.array(img)
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f'{path}: corrupt label image ({err})') from err
+    if expected_shape is not None and label.shape != tuple(expected_shape):
+        raise ValueError(f'{path}: label size {label.shape} does not match '
+                         f'the image size {tuple(expected_shape)}')
+    if num_classes is not None:
+        bad = (label >= num_classes) & (label != ignore_index)
+        if bad.any():
+            raise ValueError(
+                f'{path}: label values {sorted(np.unique(label[bad]))} lie '
+                f'outside the class range 0..{num_classes - 1} '
+                f'(and ignore {ignore_index})')
+    return label
+
+
+def save_cam_file(path: str, cams: np.ndarray,
+                  labels: Sequence[int]) -> None:
+    """Save normalised CAMs of the present classes (float16), atomically.
+
+    Args:
+        path (str): Output ``.npz`` path.
+        cams (np.ndarray): (K, H, W) values in [0, 1].
+        labels (Sequence[int]): Label id of each channel (K,).
+    """
+    cams = np.asarray(cams, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if cams.ndim != 3 or cams.shape[0] != labels.shape[0]:
+        raise ValueError(f'{path}: cams {cams.shape} do not match '
+                         f'{labels.shape[0]} labels')
+    if not np.isfinite(cams).all():
+        raise ValueError(f'{path}: CAMs contain non-finite values')
+
+    def _write(tmp):
+        with open(tmp, 'wb') as f:
+            np.savez_compressed(
+                f,
+                cams=cams.astype(np.float16),
+                labels=labels.astype(np.int16),
+                img_shape=np.asarray(cams.shape[1:], dtype=np.int32))
+
+    atomic_write(path, _write)
+
+
+def load_cam_file(
+    path: str,
+    expected_shape: Optional[Tuple[int, int]] = None,
+    image_labels: Optional[Sequence[int]] = None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Read a CAM file and check it against the image and its labels.
+
+    Args:
+        path (str): The ``.npz`` file.
+        expected_shape (tuple, optional): The image's (H, W).
+        image_labels (Sequence[int], optional): The image-level label ids;
+            a CAM for any other class is an error.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: cams (K, H, W) float32 and labels (K,)
+        int64.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'CAM file not found: {path}')
+    try:
+        with np.load(path) as data:
+            files = set(data.files)
+            if {'cams', 'labels'} <= files:
+                cams = data['cams'].astype(np.float32)
+                labels = data['labels'].astype(np.int64).reshape(-1)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError,
+            io.UnsupportedOperation, KeyError) as err:
+        raise ValueError(f'{path}: corrupt CAM file ({err})') from err
+    missing = {'cams', 'labels'} - files
+    if missing:
+        raise ValueError(f'{path}: not a CAM file, missing keys '
+                         f'{sorted(missing)}')
+    if cams.ndim != 3 or cams.shape[0] != labels.shape[0]:
+        raise ValueError(f'{path}: cams {cams.shape} do not match '
+                         f'{labels.shape[0]} labels')
+    if expected_shape is not None and cams.shape[1:] != tuple(expected_shape):
+        raise ValueError(f'{path}: CAM size {cams.shape[1:]} does not match '
+                         f'the image size {tuple(expected_shape)}')
+    if image_labels is not None:
+        extra = sorted(set(labels.tolist()) - set(int(i)
+                                                  for i in image_labels))
+        if extra:
+            raise ValueError(
+                f'{path}: CAMs for classes {extra} that are absent from the '
+                f'image labels {sorted(int(i) for i in image_labels)}')
+    if not np.isfinite(cams).all():
+        raise ValueError(f'{path}: CAMs contain non-finite values')
+    return cams, labels
