@@ -1,1 +1,9 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+from .image_labels import (labels_from_mask, labels_from_xml, read_label_file,
+                           write_label_file)
+from .voc_image_label import VOCImageLabelDataset
+
+__all__ = [
+    'VOCImageLabelDataset', 'labels_from_xml', 'labels_from_mask',
+    'read_label_file', 'write_label_file'
+]

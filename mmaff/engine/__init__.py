@@ -1,1 +1,2 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+from .hooks import *  # noqa: F401,F403

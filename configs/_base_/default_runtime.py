@@ -1,0 +1,6 @@
+_base_ = 'mmseg::_base_/default_runtime.py'
+# mmaff's scope: its registries are children of mmseg's, so mmseg's
+# components stay reachable by name and mmpretrain's as 'mmpretrain.X'.
+default_scope = 'mmaff'
+# Importing mmaff first applies the environment fixes (mmaff.utils.compat).
+custom_imports = dict(imports=['mmaff'], allow_failed_imports=False)

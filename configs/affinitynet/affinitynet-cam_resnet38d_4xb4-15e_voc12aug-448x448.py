@@ -1,0 +1,10 @@
+# Stage 1 of AffinityNet (CVPR 2018): ResNet-38 classifier -> CAMs.
+# Train:  tools/dist_train.sh THIS_CONFIG 4
+# Export + score CAMs on VOC train:
+#   tools/test.py THIS_CONFIG CKPT --out work_dirs/affinitynet/cams
+_base_ = [
+    '../_base_/models/cam_resnet38d.py',
+    '../_base_/datasets/voc12aug_image_labels.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_cam_15e.py'
+]
+custom_hooks = [dict(type='CAMExportHook', out_dir='work_dirs/affinitynet/cams')]

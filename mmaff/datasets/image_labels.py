@@ -1,0 +1,137 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""Image-level label sources: VOC XML, segmentation masks, a label file.
+
+The one home of reading image-level labels. Each reader returns the sorted
+label ids (1..C, background 0 excluded) of one image, and names the file and
+the problem when the input is bad.
+
+Label file format (``tools/dataset_converters/make_image_labels.py`` writes
+it): one line per image, ``<image id> <class name> <class name> ...``
+separated by whitespace; an image with no foreground class has its id alone.
+Lines starting with ``#`` are comments.
+"""
+import os.path as osp
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def _name_to_id(class_names: Sequence[str]) -> Dict[str, int]:
+    return {name: i for i, name in enumerate(class_names) if i > 0}
+
+
+def labels_from_xml(path: str, class_names: Sequence[str]) -> List[int]:
+    """Label ids of all objects of a VOC XML annotation (difficult too).
+
+    Args:
+        path (str): The XML file.
+        class_names (Sequence[str]): Class names, background first.
+
+    Returns:
+        list[int]: Sorted unique label ids.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'annotation file not found: {path}')
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f'{path}: corrupt XML annotation ({err})') from err
+    lut = _name_to_id(class_names)
+    ids = set()
+    for obj in root.iter('object'):
+        name = (obj.findtext('name') or '').strip()
+        if name not in lut:
+            raise ValueError(f'{path}: object name {name!r} is not one of '
+                             f'the dataset classes {list(class_names[1:])}')
+        ids.add(lut[name])
+    return sorted(ids)
+
+
+def labels_from_mask(path: str,
+                     num_classes: int,
+                     ignore_index: int = 255) -> List[int]:
+    """Label ids present in a segmentation mask (other than 0 and ignore).
+
+    Args:
+        path (str): The mask PNG (label ids).
+        num_classes (int): Number of classes, background included.
+        ignore_index (int): Defaults to 255.
+
+    Returns:
+        list[int]: Sorted unique label ids.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'segmentation mask not found: {path}')
+    try:
+        with Image.open(path) as img:
+            mask = np.array(img)
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f'{path}: corrupt mask image ({err})') from err
+    if mask.ndim != 2:
+        raise ValueError(f'{path}: a mask must be single-channel, got shape '
+                         f'{mask.shape}')
+    values = np.unique(mask)
+    bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
+    if bad:
+        raise ValueError(f'{path}: mask values {bad} lie outside the class '
+                         f'range 0..{num_classes - 1} (ignore '
+                         f'{ignore_index})')
+    return [int(v) for v in values if 0 < v < num_classes]
+
+
+def read_label_file(path: str,
+                    class_names: Sequence[str]) -> Dict[str, List[int]]:
+    """Read a label file (image id -> class names).
+
+    Args:
+        path (str): The label file.
+        class_names (Sequence[str]): Class names, background first.
+
+    Returns:
+        dict[str, list[int]]: Image id -> sorted label ids.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'label file not found: {path}')
+    lut = _name_to_id(class_names)
+    labels: Dict[str, List[int]] = {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts or parts[0].startswith('#'):
+                continue
+            img_id, names = parts[0], parts[1:]
+            unknown = [n for n in names if n not in lut]
+            if unknown:
+                raise ValueError(
+                    f'{path}:{lineno}: unknown class name(s) {unknown} for '
+                    f'image {img_id!r}; dataset classes are '
+                    f'{list(class_names[1:])}')
+            if img_id in labels:
+                raise ValueError(f'{path}:{lineno}: image {img_id!r} is '
+                                 'listed twice')
+            labels[img_id] = sorted({lut[n] for n in names})
+    return labels
+
+
+def write_label_file(path: str, labels: Dict[str, Sequence[int]],
+                     class_names: Sequence[str]) -> None:
+    """Write a label file (atomically).
+
+    Args:
+        path (str): Output path.
+        labels (dict[str, Sequence[int]]): Image id -> label ids.
+        class_names (Sequence[str]): Class names, background first.
+    """
+    from mmaff.utils.io import atomic_write
+    lines = [
+        ' '.join([img_id] + [class_names[i] for i in sorted(ids)])
+        for img_id, ids in labels.items()
+    ]
+
+    def _write(tmp):
+        with open(tmp, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    atomic_write(path, _write)

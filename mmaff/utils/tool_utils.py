@@ -1,0 +1,62 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""What ``tools/train.py`` and ``tools/test.py`` share."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+
+from .compat import cpu_ddp_wrapper_cfg, init_cpu_distributed
+
+
+def load_tool_config(config: str,
+                     cfg_options: Optional[dict] = None,
+                     work_dir: Optional[str] = None,
+                     launcher: str = 'none') -> Config:
+    """Load a config the way mmseg's tools do, plus mmaff's CPU fixes.
+
+    The work dir is, by priority: ``work_dir``, the config's own, then
+    ``./work_dirs/<config name>``. With ``launcher='pytorch'`` on a machine
+    without CUDA, a gloo process group is started and the DDP wrapper gets
+    no device ids (see :mod:`mmaff.utils.compat`).
+
+    Args:
+        config (str): Config path.
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
+        work_dir (str, optional): ``--work-dir``.
+        launcher (str): ``--launcher``. Defaults to 'none'.
+
+    Returns:
+        Config: The config, ready for ``Runner.from_cfg``.
+    """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    if launcher != 'none':
+        if init_cpu_distributed(launcher):
+            cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        cpu_ddp_wrapper_cfg(cfg)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """Build the default Runner or ``cfg.runner_type`` from the registry.
+
+    Args:
+        cfg (Config): The config.
+
+    Returns:
+        The runner.
+    """
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    from mmaff.registry import RUNNERS
+    return RUNNERS.build(cfg)

@@ -1,0 +1,77 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""Test (evaluate, visualise, export) a model, like mmseg's tool.
+
+``--out DIR`` sets the output folder of the config's export hooks (every
+custom hook with an ``out_dir``, e.g. ``CAMExportHook``); a config without
+one falls back to mmseg's behaviour (the evaluator's ``output_dir``).
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
+from mmaff.utils.tool_utils import build_runner, load_tool_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test an mmaff model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument(
+        '--out', type=str, help='the dir to write exported results to')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images will be saved')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = load_tool_config(args.config, args.cfg_options, args.work_dir,
+                           args.launcher)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        vis = cfg.default_hooks.get('visualization')
+        if vis is None:
+            raise RuntimeError('--show/--show-dir need a visualization hook '
+                               'in default_hooks')
+        vis['draw'] = True
+        if args.show:
+            vis['show'] = True
+            vis['wait_time'] = args.wait_time
+        if args.show_dir:
+            cfg.visualizer['save_dir'] = args.show_dir
+    if args.out is not None:
+        export_hooks = [
+            h for h in cfg.get('custom_hooks', []) or [] if 'out_dir' in h
+        ]
+        for hook in export_hooks:
+            hook['out_dir'] = args.out
+        if not export_hooks:
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+    build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,64 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""Train any mmaff stage (or mmseg model) from a config, like mmseg's tool."""
+import argparse
+import logging
+import os
+
+from mmengine.config import DictAction
+from mmengine.logging import print_log
+
+import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
+from mmaff.utils.tool_utils import build_runner, load_tool_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train an mmaff model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        default=False,
+        help='resume from the latest checkpoint in the work_dir')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = load_tool_config(args.config, args.cfg_options, args.work_dir,
+                           args.launcher)
+    if args.amp:
+        if cfg.optim_wrapper.type == 'AmpOptimWrapper':
+            print_log('AMP training is already enabled in your config.',
+                      logger='current', level=logging.WARNING)
+        elif cfg.optim_wrapper.type != 'OptimWrapper':
+            raise ValueError('--amp needs optim_wrapper.type OptimWrapper, '
+                             f'got {cfg.optim_wrapper.type}')
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    cfg.resume = args.resume
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
