@@ -1,4 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+from .transforms import *  # noqa: F401,F403
 from .image_labels import (labels_from_mask, labels_from_xml, read_label_file,
                            write_label_file)
 from .voc_image_label import VOCImageLabelDataset

@@ -78,7 +78,9 @@ def labels_from_mask(path: str,
         raise ValueError(f'{path}: mask values {bad} lie outside the class '
                          f'range 0..{num_classes - 1} (ignore '
                          f'{ignore_index})')
-    return [int(v) for v in values if 0 < v < num_classes]
+    return [
+        int(v) for v in values if 0 < v < num_classes and v != ignore_index
+    ]
 
 
 def read_label_file(path: str,

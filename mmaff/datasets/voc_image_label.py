@@ -5,6 +5,7 @@ from typing import List, Optional
 from mmseg.datasets import PascalVOCDataset
 
 from mmaff.registry import DATASETS
+from mmaff.utils.io import voc_palette
 from .image_labels import labels_from_mask, labels_from_xml, read_label_file
 
 
@@ -34,7 +35,8 @@ class VOCImageLabelDataset(PascalVOCDataset):
             interrupted export resumes without redoing work.
         **kwargs: Passed to :class:`mmseg.datasets.PascalVOCDataset`
             (``data_root``, ``data_prefix``, ``pipeline``, ``metainfo`` with
-            custom ``classes``, ...).
+            custom ``classes``: background first, in the order of the mask
+            ids, never remapped, ...).
     """
 
     def __init__(self,
@@ -54,6 +56,24 @@ class VOCImageLabelDataset(PascalVOCDataset):
         self.xml_dir = xml_dir
         self.skip_done = skip_done
         super().__init__(ann_file=ann_file, **kwargs)
+
+    @classmethod
+    def get_label_map(cls, new_classes=None) -> None:
+        """No label remapping: masks hold the ids of ``classes`` as they are.
+
+        mmseg remaps a subset of VOC's classes; for image-level supervision
+        a custom ``metainfo=dict(classes=...)`` instead names the dataset's
+        own classes in the order of the ids its masks and XML names use.
+        """
+        return None
+
+    def _update_palette(self) -> list:
+        """The given palette, else the VOC colour map cut to the classes."""
+        palette = self._metainfo.get('palette', [])
+        num = len(self._metainfo['classes'])
+        if len(palette) == num:
+            return list(palette)
+        return voc_palette(max(num, 1)).tolist()
 
     def _join(self, path: Optional[str]) -> Optional[str]:
         if path and self.data_root and not osp.isabs(path):

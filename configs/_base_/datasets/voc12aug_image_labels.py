@@ -19,7 +19,7 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(
-        type='mmpretrain.ColorJitter',
+        type='ColorJitter',
         brightness=0.3,
         contrast=0.3,
         saturation=0.3,

@@ -1,0 +1,47 @@
+# Stage 1 on the demo set: a small dilated ResNet-18 (output stride 8)
+# trained from scratch on 2 CPU cores in a few minutes.
+_base_ = [
+    './_base_demo_data.py', '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_cam_15e.py'
+]
+model = dict(
+    type='CAMClassifier',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        size=(112, 112),
+        pad_val=0,
+        seg_pad_val=255),
+    backbone=dict(
+        type='ResNetV1c',
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        num_stages=4,
+        out_indices=(3, ),
+        dilations=(1, 1, 2, 4),
+        strides=(1, 2, 1, 1),
+        contract_dilation=True,
+        norm_cfg=dict(type='BN', requires_grad=True)),
+    cam_head=dict(
+        type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.1),
+    test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold=0.2))
+max_iters = 600
+optim_wrapper = dict(
+    optimizer=dict(lr=0.05),
+    paramwise_cfg=dict(custom_keys={'cam_head': dict(lr_mult=1.0)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, begin=0, end=50, by_epoch=False),
+    dict(
+        type='PolyLR', eta_min=0.0, power=0.9, begin=50, end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=200, max_keep_ckpts=2))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0)
+custom_hooks = [dict(type='CAMExportHook', out_dir='work_dirs/demo/cams')]
