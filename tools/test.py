@@ -11,7 +11,8 @@ import os
 from mmengine.config import DictAction
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
-from mmaff.utils.tool_utils import build_runner, load_tool_config
+from mmaff.utils.tool_utils import (build_runner, dump_metrics,
+                                    load_tool_config)
 
 
 def parse_args():
@@ -22,6 +23,9 @@ def parse_args():
         '--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument(
         '--out', type=str, help='the dir to write exported results to')
+    parser.add_argument(
+        '--metrics-out',
+        help='write the returned metrics to this JSON file (rank 0)')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -70,7 +74,11 @@ def main():
         if not export_hooks:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
-    build_runner(cfg).test()
+    metrics = build_runner(cfg).test()
+    if args.metrics_out:
+        from mmengine.dist import is_main_process
+        if is_main_process():
+            dump_metrics(metrics, args.metrics_out)
 
 
 if __name__ == '__main__':

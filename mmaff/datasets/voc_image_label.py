@@ -2,15 +2,13 @@
 import os.path as osp
 from typing import List, Optional
 
-from mmseg.datasets import PascalVOCDataset
-
 from mmaff.registry import DATASETS
-from mmaff.utils.io import voc_palette
+from .base_voc import OwnClassesVOCDataset
 from .image_labels import labels_from_mask, labels_from_xml, read_label_file
 
 
 @DATASETS.register_module()
-class VOCImageLabelDataset(PascalVOCDataset):
+class VOCImageLabelDataset(OwnClassesVOCDataset):
     """Pascal VOC (+ SBD) with image-level labels for weak supervision.
 
     Every sample carries ``img_labels``: the sorted label ids (1..C) of the
@@ -33,10 +31,10 @@ class VOCImageLabelDataset(PascalVOCDataset):
         skip_done (dict, optional): ``dict(dir=..., suffix=...)``: leave out
             the images whose output ``<dir>/<id><suffix>`` exists, so that an
             interrupted export resumes without redoing work.
-        **kwargs: Passed to :class:`mmseg.datasets.PascalVOCDataset`
-            (``data_root``, ``data_prefix``, ``pipeline``, ``metainfo`` with
-            custom ``classes``: background first, in the order of the mask
-            ids, never remapped, ...).
+        **kwargs: Passed to :class:`OwnClassesVOCDataset` (``data_root``,
+            ``data_prefix``, ``pipeline``, ``metainfo`` with custom
+            ``classes``: background first, in the order of the mask ids,
+            never remapped, ...).
     """
 
     def __init__(self,
@@ -57,24 +55,6 @@ class VOCImageLabelDataset(PascalVOCDataset):
         self.skip_done = skip_done
         super().__init__(ann_file=ann_file, **kwargs)
 
-    @classmethod
-    def get_label_map(cls, new_classes=None) -> None:
-        """No label remapping: masks hold the ids of ``classes`` as they are.
-
-        mmseg remaps a subset of VOC's classes; for image-level supervision
-        a custom ``metainfo=dict(classes=...)`` instead names the dataset's
-        own classes in the order of the ids its masks and XML names use.
-        """
-        return None
-
-    def _update_palette(self) -> list:
-        """The given palette, else the VOC colour map cut to the classes."""
-        palette = self._metainfo.get('palette', [])
-        num = len(self._metainfo['classes'])
-        if len(palette) == num:
-            return list(palette)
-        return voc_palette(max(num, 1)).tolist()
-
     def _join(self, path: Optional[str]) -> Optional[str]:
         if path and self.data_root and not osp.isabs(path):
             return osp.join(self.data_root, path)
@@ -86,22 +66,13 @@ class VOCImageLabelDataset(PascalVOCDataset):
         Returns:
             list[dict]: Data infos with ``img_id`` and ``img_labels``.
         """
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'split file not found: {self.ann_file}')
         data_list = super().load_data_list()
-        if not data_list:
-            raise ValueError(f'split file {self.ann_file} lists no images')
         classes = self.metainfo['classes']
         file_labels = (
             read_label_file(self._join(self.label_file), classes)
             if self.label_source == 'file' else None)
         for info in data_list:
-            img_id = osp.splitext(osp.basename(info['img_path']))[0]
-            if not osp.isfile(info['img_path']):
-                raise FileNotFoundError(
-                    f"image not found: {info['img_path']} (listed in "
-                    f'{self.ann_file})')
-            info['img_id'] = img_id
+            img_id = info['img_id']
             if self.label_source == 'xml':
                 labels = labels_from_xml(
                     osp.join(self._join(self.xml_dir), img_id + '.xml'),
@@ -130,7 +101,12 @@ class VOCImageLabelDataset(PascalVOCDataset):
             return self.data_list
         folder = self.skip_done['dir']
         suffix = self.skip_done.get('suffix', '.png')
-        return [
+        todo = [
             info for info in self.data_list
             if not osp.isfile(osp.join(folder, info['img_id'] + suffix))
         ]
+        if not todo:
+            raise ValueError(
+                f'skip_done: every image of {self.ann_file} already has its '
+                f'output in {folder} (*{suffix}); nothing left to do')
+        return todo

@@ -33,7 +33,7 @@ def confusion_matrix(pred: np.ndarray,
     valid = gt != ignore_index
     bad = valid & ((gt < 0) | (gt >= num_classes))
     if bad.any():
-        raise ValueError(f'ground-truth values {sorted(np.unique(gt[bad]))} '
+        raise ValueError(f'ground-truth values {np.unique(gt[bad]).tolist()} '
                          f'outside 0..{num_classes - 1}{where}')
     p, g = pred[valid], gt[valid]
     if ((p < 0) | (p >= num_classes)).any():

@@ -16,6 +16,7 @@ import os
 import os.path as osp
 import tempfile
 import zipfile
+import zlib
 from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -117,7 +118,7 @@ def load_label_png(path: str,
         bad = (label >= num_classes) & (label != ignore_index)
         if bad.any():
             raise ValueError(
-                f'{path}: label values {sorted(np.unique(label[bad]))} lie '
+                f'{path}: label values {np.unique(label[bad]).tolist()} lie '
                 f'outside the class range 0..{num_classes - 1} '
                 f'(and ignore {ignore_index})')
     return label
@@ -171,13 +172,16 @@ def load_cam_file(
     if not osp.isfile(path):
         raise FileNotFoundError(f'CAM file not found: {path}')
     try:
-        with np.load(path) as data:
+        data = np.load(path)
+        if not hasattr(data, 'files'):  # a plain .npy array, not an archive
+            raise ValueError('not an .npz archive of named arrays')
+        with data:
             files = set(data.files)
             if {'cams', 'labels'} <= files:
                 cams = data['cams'].astype(np.float32)
                 labels = data['labels'].astype(np.int64).reshape(-1)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError,
-            io.UnsupportedOperation, KeyError) as err:
+            io.UnsupportedOperation, KeyError, zlib.error) as err:
         raise ValueError(f'{path}: corrupt CAM file ({err})') from err
     missing = {'cams', 'labels'} - files
     if missing:

@@ -46,6 +46,28 @@ def load_tool_config(config: str,
     return cfg
 
 
+def dump_metrics(metrics: dict, path: str) -> None:
+    """Write a metrics dict as JSON, atomically.
+
+    Args:
+        metrics (dict): Metric name -> value (numpy scalars allowed).
+        path (str): Output file.
+    """
+    import json
+
+    from .io import atomic_write
+    plain = {
+        k: (v.item() if hasattr(v, 'item') else v)
+        for k, v in metrics.items()
+    }
+
+    def _write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(plain, f, indent=2)
+
+    atomic_write(path, _write)
+
+
 def build_runner(cfg: Config):
     """Build the default Runner or ``cfg.runner_type`` from the registry.
 

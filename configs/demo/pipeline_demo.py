@@ -1,0 +1,39 @@
+# The demo pipeline: `make demo` runs
+#   python tools/run_pipeline.py configs/demo/pipeline_demo.py
+# Every stage is a standard tool run; finished stages are skipped.
+work_dir = 'work_dirs/demo'
+stages = [
+    dict(
+        name='data',
+        script='tools/dataset_converters/make_demo_dataset.py',
+        args=['data/demo', '--seed', '0']),
+    dict(
+        name='cam_baselines',
+        script='tools/analysis_tools/cam_baselines.py',
+        args=[
+            'configs/demo/cam_demo.py', '--out',
+            '{work_dir}/cam_baselines.json'
+        ],
+        summary=dict(key='cam_baselines', file='{work_dir}/cam_baselines.json')),
+    dict(
+        name='cam_train',
+        script='tools/train.py',
+        args=['configs/demo/cam_demo.py', '--work-dir', '{work_dir}/cam'],
+        distributed=True,
+        resume=True,
+        resume_dir='{work_dir}/cam'),
+    dict(
+        name='cam_export',
+        script='tools/test.py',
+        args=[
+            'configs/demo/cam_demo.py',
+            dict(last_checkpoint='{work_dir}/cam'),
+            '--work-dir', '{work_dir}/cam', '--out', '{work_dir}/cams',
+            '--metrics-out', '{work_dir}/cam_metrics.json'
+        ],
+        distributed=True,
+        summary=dict(
+            key='cam',
+            file='{work_dir}/cam_metrics.json',
+            fields=['mIoU', 'bg_threshold'])),
+]

@@ -1,0 +1,344 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+import importlib
+import importlib.machinery
+import importlib.util
+import os.path as osp
+import socket
+import subprocess
+import sys
+import types
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader, load_checkpoint
+
+import mmaff  # noqa: F401  (applies the fixes)
+from mmaff.utils import compat
+from mmaff.utils.compat import (cpu_ddp_wrapper_cfg, init_cpu_distributed,
+                                load_checkpoint_file, patch_mmcv_ops,
+                                weights_only_mode)
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', code],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+
+
+# ---------------------------------------------------------------- mmcv.ops
+
+
+def test_import_mmseg_models_in_fresh_process():
+    proc = _run_python('import mmaff\n'
+                       'import mmseg.models\n'
+                       'from mmseg.models import EncoderDecoder\n'
+                       'import mmcv.ops, sys\n'
+                       "print(type(sys.modules['mmcv.ops']).__name__)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == '_LiteOpsModule'
+
+
+def test_without_the_fix_mmseg_models_does_not_import():
+    """The premise of the fix: mmcv-lite alone cannot import mmseg.models."""
+    if compat._has_compiled_mmcv_ops():
+        pytest.skip('full mmcv with compiled ops is installed')
+    proc = _run_python('import mmseg.models\n')
+    assert proc.returncode != 0
+    assert 'mmcv._ext' in proc.stderr or 'mmcv.ops' in proc.stderr
+
+
+def test_point_sample_is_the_pure_pytorch_function():
+    import mmcv
+    import mmcv.ops
+    from mmcv.ops import point_sample
+    assert point_sample.__module__ == 'mmcv.ops.point_sample'
+    assert osp.samefile(
+        point_sample.__code__.co_filename,
+        osp.join(osp.dirname(mmcv.__file__), 'ops', 'point_sample.py'))
+    assert mmcv.ops.point_sample is point_sample
+
+    rng = torch.Generator().manual_seed(0)
+    feats = torch.rand(2, 3, 5, 7, generator=rng)
+    points = torch.rand(2, 11, 2, generator=rng)  # (x, y) in [0, 1]
+    out = point_sample(feats, points)
+    assert out.shape == (2, 3, 11)
+    grid = (2 * points - 1).unsqueeze(2)  # (N, P, 1, 2) in [-1, 1]
+    direct = F.grid_sample(feats, grid, align_corners=False).squeeze(3)
+    torch.testing.assert_close(out, direct)
+    # at pixel centres the samples are the pixel values themselves
+    ys, xs = torch.meshgrid(torch.arange(5), torch.arange(7), indexing='ij')
+    centres = torch.stack([(xs + 0.5) / 7, (ys + 0.5) / 5],
+                          -1).reshape(1, -1, 2).expand(2, -1, -1)
+    torch.testing.assert_close(point_sample(feats, centres), feats.flatten(2))
+
+
+def test_other_ops_raise_module_not_found():
+    with pytest.raises(ModuleNotFoundError, match='mmcv-lite') as err:
+        from mmcv.ops import RoIAlign  # noqa: F401
+    assert err.value.name == 'mmcv._ext'
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module('mmcv.ops.roi_align')
+    # an ImportError, so that mmseg's guarded imports work
+    with pytest.raises(ImportError):
+        from mmcv.ops import nms  # noqa: F401
+    import mmcv.ops
+    with pytest.raises(ModuleNotFoundError, match='DeformConv2d'):
+        getattr(mmcv.ops, 'DeformConv2d')
+
+
+def test_sigmoid_focal_loss_stand_in():
+    from mmcv.ops import sigmoid_focal_loss  # importing works
+    with pytest.raises(ModuleNotFoundError, match='sigmoid_focal_loss') as e:
+        sigmoid_focal_loss(
+            torch.zeros(2, 3),
+            torch.zeros(2).long(), 2.0, 0.25, None, 'mean')
+    assert e.value.name == 'mmcv._ext'
+
+
+def _fake_ext_find_spec(monkeypatch):
+    real = importlib.util.find_spec
+
+    def find_spec(name, package=None):
+        if name == 'mmcv._ext':
+            return importlib.machinery.ModuleSpec('mmcv._ext', None)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib.util, 'find_spec', find_spec)
+
+
+def test_patch_is_a_no_op_with_compiled_ops(monkeypatch):
+    import mmcv
+    _fake_ext_find_spec(monkeypatch)
+    assert compat._has_compiled_mmcv_ops()
+    monkeypatch.setitem(compat._PATCHED, 'mmcv_ops', False)
+    monkeypatch.delitem(sys.modules, 'mmcv.ops')
+    monkeypatch.delitem(sys.modules, 'mmcv.ops.point_sample')
+    monkeypatch.delattr(mmcv, 'ops')
+    assert patch_mmcv_ops() is False
+    assert 'mmcv.ops' not in sys.modules
+    assert not hasattr(mmcv, 'ops')
+    assert compat._PATCHED['mmcv_ops'] is False
+
+
+def test_patch_keeps_a_working_mmcv_ops(monkeypatch):
+    real_ops = types.ModuleType('mmcv.ops')  # stands for full mmcv's
+    monkeypatch.setitem(compat._PATCHED, 'mmcv_ops', False)
+    monkeypatch.setitem(sys.modules, 'mmcv.ops', real_ops)
+    assert patch_mmcv_ops() is False
+    assert sys.modules['mmcv.ops'] is real_ops
+
+
+def test_patch_from_fresh_state(monkeypatch):
+    import mmcv
+    if compat._has_compiled_mmcv_ops():
+        pytest.skip('full mmcv with compiled ops is installed')
+    monkeypatch.setitem(compat._PATCHED, 'mmcv_ops', False)
+    monkeypatch.delitem(sys.modules, 'mmcv.ops')
+    monkeypatch.delitem(sys.modules, 'mmcv.ops.point_sample')
+    monkeypatch.setattr(mmcv, 'ops', None)
+    assert patch_mmcv_ops() is True
+    ops = sys.modules['mmcv.ops']
+    assert isinstance(ops, compat._LiteOpsModule)
+    assert mmcv.ops is ops
+    assert ops.point_sample.__module__ == 'mmcv.ops.point_sample'
+    assert patch_mmcv_ops() is True  # idempotent: nothing replaced
+    assert sys.modules['mmcv.ops'] is ops
+
+
+# ------------------------------------------------------------ checkpoints
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+
+@pytest.fixture
+def training_ckpt(tmp_path):
+    model = _model()
+    history = HistoryBuffer()
+    history.update(0.5)
+    history.update(0.25)
+    ckpt = dict(
+        meta=dict(
+            epoch=3, seed=np.int64(7), lr=np.float64(0.1), arr=np.arange(3)),
+        state_dict=model.state_dict(),
+        message_hub=dict(log_scalars={'train/loss': history}))
+    path = str(tmp_path / 'epoch_3.pth')
+    torch.save(ckpt, path)
+    return path, model
+
+
+@pytest.fixture
+def plain_ckpt(tmp_path):
+    model = _model()
+    path = str(tmp_path / 'published.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path, model
+
+
+def test_training_checkpoint_premise(training_ckpt):
+    """torch's own default (weights_only=True) refuses the file."""
+    path, _ = training_ckpt
+    with pytest.raises(Exception, match='weights_only|Unsupported global'):
+        torch.load(path, weights_only=True)
+
+
+def test_training_checkpoint_loads_through_mmengine(training_ckpt):
+    path, model = training_ckpt
+    with pytest.warns(UserWarning, match='training checkpoint'):
+        ckpt = CheckpointLoader.load_checkpoint(path)
+    buf = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buf, HistoryBuffer)
+    assert buf.mean() == pytest.approx(0.375)
+    assert ckpt['meta']['seed'] == 7
+    np.testing.assert_array_equal(ckpt['meta']['arr'], np.arange(3))
+
+    fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with pytest.warns(UserWarning, match='training checkpoint'):
+        load_checkpoint(fresh, path, map_location='cpu')
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)
+
+
+def test_training_checkpoint_fails_in_weights_only_mode(training_ckpt):
+    path, _ = training_ckpt
+    with weights_only_mode():
+        with pytest.raises(Exception, match='weights_only|Unsupported'):
+            CheckpointLoader.load_checkpoint(path)
+        with pytest.raises(Exception, match='weights_only|Unsupported'):
+            load_checkpoint(_model(), path)
+    # the mode ends with the block; non-strict mode allows the fallback
+    with pytest.warns(UserWarning):
+        CheckpointLoader.load_checkpoint(path)
+    with weights_only_mode(strict=False), pytest.warns(UserWarning):
+        CheckpointLoader.load_checkpoint(path)
+    # the user's explicit choice loads without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        ckpt = load_checkpoint_file(path, weights_only=False)
+    assert ckpt['meta']['epoch'] == 3
+
+
+def test_plain_checkpoint_loads_weights_only(plain_ckpt):
+    path, model = plain_ckpt
+    direct = torch.load(path, weights_only=True)
+    ours = load_checkpoint_file(path, weights_only=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(direct['state_dict'][key], value)
+        torch.testing.assert_close(ours['state_dict'][key], value)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # safe loading: no warning
+        ckpt = CheckpointLoader.load_checkpoint(path)
+        with weights_only_mode():
+            fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+            load_checkpoint(fresh, path)
+    assert set(ckpt['state_dict']) == set(model.state_dict())
+    torch.testing.assert_close(fresh[0].weight, model[0].weight)
+
+
+def test_missing_checkpoint(tmp_path):
+    path = str(tmp_path / 'nowhere.pth')
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        load_checkpoint_file(path)
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        CheckpointLoader.load_checkpoint(path)
+
+
+def test_local_scheme_is_replaced():
+    loader = CheckpointLoader._get_checkpoint_loader('/some/file.pth')
+    assert loader.__module__ == compat.__name__
+
+
+# ------------------------------------------------------- CPU distributed
+
+_DIST_VARS = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'LOCAL_RANK')
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for key in _DIST_VARS:
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_init_cpu_distributed_other_launchers(no_cuda):
+    assert init_cpu_distributed('none') is False
+    assert init_cpu_distributed('slurm') is False
+
+
+def test_init_cpu_distributed_needs_env(no_cuda, monkeypatch):
+    with pytest.raises(RuntimeError, match='RANK.*torchrun'):
+        init_cpu_distributed('pytorch')
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    with pytest.raises(RuntimeError, match='MASTER_PORT'):
+        init_cpu_distributed('pytorch')
+
+
+def test_init_cpu_distributed_with_cuda_does_nothing(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    for key in _DIST_VARS:
+        monkeypatch.delenv(key, raising=False)
+    assert init_cpu_distributed('pytorch') is False  # mmengine's job
+
+
+def test_init_cpu_distributed_gloo_group(no_cuda, monkeypatch):
+    if dist.is_initialized():
+        pytest.skip('another test left a process group initialised')
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', str(_free_port()))
+    try:
+        assert init_cpu_distributed('pytorch') is True
+        assert dist.is_initialized()
+        assert dist.get_backend() == 'gloo'
+        assert dist.get_world_size() == 1 and dist.get_rank() == 0
+        value = torch.tensor([2.0, 3.0])
+        dist.all_reduce(value)
+        assert value.tolist() == [2.0, 3.0]
+        # a group exists already: nothing to do
+        assert init_cpu_distributed('pytorch') is False
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert not dist.is_initialized()
+
+
+def test_cpu_ddp_wrapper_cfg(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(model=dict(type='X')))
+    cpu_ddp_wrapper_cfg(cfg)
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel', device_ids=None)
+    cfg = Config(
+        dict(
+            model_wrapper_cfg=dict(
+                type='MMDistributedDataParallel',
+                find_unused_parameters=True)))
+    cpu_ddp_wrapper_cfg(cfg)
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel',
+        find_unused_parameters=True,
+        device_ids=None)
+    # with CUDA the config is left alone
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = Config(dict(model=dict(type='X')))
+    cpu_ddp_wrapper_cfg(cfg)
+    assert 'model_wrapper_cfg' not in cfg

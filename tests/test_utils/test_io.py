@@ -1,0 +1,286 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmaff.utils.io import (atomic_write, load_cam_file, load_label_png,
+                            save_cam_file, save_label_png, voc_palette)
+
+
+def _voc_colour(label: int):
+    """VOC colour of ``label`` from the colour-map definition: bit 3k+c of
+    the id becomes bit 7-k of channel c (c = 0 red, 1 green, 2 blue)."""
+    rgb = [0, 0, 0]
+    for bit in range(24):
+        if label >> bit & 1:
+            channel, k = bit % 3, bit // 3
+            rgb[channel] += 2**(7 - k)
+    return tuple(rgb)
+
+
+# ---------------------------------------------------------------- atomic
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    path = tmp_path / 'out.txt'
+    path.write_text('old')
+
+    def write(tmp):
+        assert osp.dirname(tmp) == str(tmp_path)  # same folder -> rename
+        assert tmp != str(path)
+        with open(tmp, 'w') as f:
+            f.write('new')
+
+    atomic_write(str(path), write)
+    assert path.read_text() == 'new'
+    assert sorted(os.listdir(tmp_path)) == ['out.txt']
+
+
+def test_atomic_write_creates_missing_folder(tmp_path):
+    path = tmp_path / 'a' / 'b' / 'x.bin'
+    atomic_write(str(path), lambda tmp: open(tmp, 'wb').close())
+    assert path.is_file()
+    assert os.listdir(tmp_path / 'a' / 'b') == ['x.bin']
+
+
+@pytest.mark.parametrize('error', [RuntimeError, KeyboardInterrupt])
+def test_atomic_write_failure_keeps_old_file(tmp_path, error):
+    path = tmp_path / 'out.txt'
+    path.write_text('old content')
+    seen = []
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write('half')
+        seen.append(tmp)
+        raise error('boom')
+
+    with pytest.raises(error, match='boom'):
+        atomic_write(str(path), write)
+    assert path.read_text() == 'old content'
+    assert not osp.exists(seen[0])
+    assert sorted(os.listdir(tmp_path)) == ['out.txt']
+
+
+def test_atomic_write_failure_without_old_file(tmp_path):
+    path = tmp_path / 'new.txt'
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write('x')
+        raise ValueError('bad')
+
+    with pytest.raises(ValueError):
+        atomic_write(str(path), write)
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------- CAM files
+
+
+def test_cam_file_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    cams = rng.random((2, 7, 9)).astype(np.float32)
+    cams[0, 3, 4] = 1.0
+    cams[1, 0, 0] = 0.0
+    path = str(tmp_path / 'cams' / 'img.npz')
+    save_cam_file(path, cams, [3, 15])
+    assert sorted(os.listdir(tmp_path / 'cams')) == ['img.npz']
+
+    out, labels = load_cam_file(
+        path, expected_shape=(7, 9), image_labels=[3, 15, 20])
+    assert out.dtype == np.float32 and out.shape == (2, 7, 9)
+    assert labels.dtype == np.int64 and labels.tolist() == [3, 15]
+    # float16 keeps 11 significant bits: error <= 2**-12 for values < 1
+    np.testing.assert_allclose(out, cams, rtol=0, atol=2.0**-12)
+    assert out[0, 3, 4] == 1.0 and out[1, 0, 0] == 0.0
+
+    # readable with plain numpy, CAMs stored as float16
+    with np.load(path) as data:
+        assert data['cams'].dtype == np.float16
+        assert data['labels'].tolist() == [3, 15]
+        assert data['img_shape'].tolist() == [7, 9]
+
+
+def test_cam_file_without_classes(tmp_path):
+    path = str(tmp_path / 'empty.npz')
+    save_cam_file(path, np.zeros((0, 5, 6)), [])
+    cams, labels = load_cam_file(path, expected_shape=(5, 6), image_labels=[])
+    assert cams.shape == (0, 5, 6) and labels.shape == (0, )
+
+
+def test_save_cam_file_checks(tmp_path):
+    path = str(tmp_path / 'bad.npz')
+    with pytest.raises(ValueError, match='bad.npz'):
+        save_cam_file(path, np.zeros((2, 4, 4)), [1])
+    with pytest.raises(ValueError, match='bad.npz'):
+        save_cam_file(path, np.zeros((4, 4)), [1])
+    cams = np.zeros((1, 4, 4))
+    cams[0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match='bad.npz.*non-finite'):
+        save_cam_file(path, cams, [1])
+    assert os.listdir(tmp_path) == []
+
+
+def _write_npz(path, **arrays):
+    with open(path, 'wb') as f:
+        np.savez(f, **arrays)
+
+
+def test_load_cam_file_missing(tmp_path):
+    path = str(tmp_path / 'nope.npz')
+    with pytest.raises(FileNotFoundError, match='nope.npz'):
+        load_cam_file(path)
+
+
+@pytest.mark.parametrize(
+    'kind',
+    ['garbage', 'empty', 'truncated', 'flip3', 'flip4', 'flip20', 'npy'])
+def test_load_cam_file_corrupt(tmp_path, kind):
+    path = str(tmp_path / 'c.npz')
+    save_cam_file(path, np.random.default_rng(0).random((2, 30, 30)), [1, 2])
+    raw = open(path, 'rb').read()
+    if kind == 'garbage':
+        raw = b'this is not a numpy file at all' * 4
+    elif kind == 'empty':
+        raw = b''
+    elif kind == 'truncated':
+        raw = raw[:len(raw) // 2]
+    elif kind.startswith('flip'):  # damage the compressed CAM data
+        # (at 1/3 zip's CRC check fails, at 1/4 and 1/20 zlib's inflate)
+        mid = len(raw) // int(kind[4:])
+        raw = raw[:mid] + bytes(b ^ 0xFF for b in raw[mid:mid + 64]) + \
+            raw[mid + 64:]
+    if kind == 'npy':  # a plain array, not an archive of named arrays
+        with open(path, 'wb') as f:
+            np.save(f, np.zeros((2, 3, 3)))
+    else:
+        with open(path, 'wb') as f:
+            f.write(raw)
+    with pytest.raises(ValueError, match='c.npz'):
+        load_cam_file(path)
+
+
+def test_load_cam_file_missing_keys(tmp_path):
+    path = str(tmp_path / 'k.npz')
+    _write_npz(path, cams=np.zeros((1, 3, 3), np.float16))
+    with pytest.raises(ValueError, match=r'k.npz.*missing keys.*labels'):
+        load_cam_file(path)
+
+
+def test_load_cam_file_count_mismatch(tmp_path):
+    path = str(tmp_path / 'n.npz')
+    _write_npz(
+        path, cams=np.zeros((2, 3, 3), np.float16), labels=np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match='n.npz'):
+        load_cam_file(path)
+    _write_npz(path, cams=np.zeros((3, 3), np.float16), labels=np.array([1]))
+    with pytest.raises(ValueError, match='n.npz'):
+        load_cam_file(path)
+
+
+def test_load_cam_file_size_mismatch(tmp_path):
+    path = str(tmp_path / 's.npz')
+    save_cam_file(path, np.zeros((1, 4, 6)), [7])
+    load_cam_file(path, expected_shape=(4, 6))
+    with pytest.raises(ValueError, match=r's.npz.*\(6, 4\)'):
+        load_cam_file(path, expected_shape=(6, 4))
+
+
+def test_load_cam_file_class_not_in_image_labels(tmp_path):
+    path = str(tmp_path / 'l.npz')
+    save_cam_file(path, np.zeros((2, 4, 4)), [3, 15])
+    load_cam_file(path, image_labels=(15, 3))
+    with pytest.raises(ValueError, match=r'l.npz.*\[15\]'):
+        load_cam_file(path, image_labels=[3])
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
+def test_load_cam_file_non_finite(tmp_path, value):
+    path = str(tmp_path / 'f.npz')
+    cams = np.zeros((1, 3, 3), np.float16)
+    cams[0, 2, 1] = value
+    _write_npz(path, cams=cams, labels=np.array([4], np.int16))
+    with pytest.raises(ValueError, match='f.npz.*non-finite'):
+        load_cam_file(path)
+
+
+# ------------------------------------------------------------- label PNGs
+
+
+def test_voc_palette_matches_definition():
+    palette = voc_palette()
+    assert palette.shape == (256, 3) and palette.dtype == np.uint8
+    for i in range(256):
+        assert tuple(palette[i]) == _voc_colour(i), i
+    # a few colours everybody knows
+    known = {
+        0: (0, 0, 0),
+        1: (128, 0, 0),
+        2: (0, 128, 0),
+        3: (128, 128, 0),
+        15: (192, 128, 128),
+        20: (0, 64, 128),
+        255: (224, 224, 192)
+    }
+    for i, rgb in known.items():
+        assert _voc_colour(i) == rgb
+        assert tuple(palette[i]) == rgb
+
+
+def test_label_png_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, 21, (13, 17)).astype(np.uint8)
+    label[0] = 255
+    path = str(tmp_path / 'lab' / 'x.png')
+    save_label_png(path, label.astype(np.int64))
+    assert os.listdir(tmp_path / 'lab') == ['x.png']
+    with Image.open(path) as img:
+        assert img.format == 'PNG' and img.mode == 'P'
+        assert img.size == (17, 13)
+        pal = np.array(img.getpalette()[:768]).reshape(-1, 3)
+        for i in (0, 1, 15, 20, 255):
+            assert tuple(pal[i]) == _voc_colour(i)
+        np.testing.assert_array_equal(np.array(img), label)
+    out = load_label_png(path, expected_shape=(13, 17), num_classes=21)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, label)
+
+
+def test_save_label_png_range_checks(tmp_path):
+    path = str(tmp_path / 'bad.png')
+    with pytest.raises(ValueError, match='bad.png'):
+        save_label_png(path, np.full((3, 3), 256))
+    with pytest.raises(ValueError, match='bad.png'):
+        save_label_png(path, np.full((3, 3), -1))
+    with pytest.raises(ValueError, match='bad.png.*2-D'):
+        save_label_png(path, np.zeros((3, 3, 3), np.uint8))
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_label_png_checks(tmp_path):
+    label = np.zeros((4, 5), np.uint8)
+    label[1, 1], label[2, 2] = 20, 255
+    path = str(tmp_path / 'y.png')
+    save_label_png(path, label)
+    with pytest.raises(ValueError, match=r'y.png.*\(5, 4\)'):
+        load_label_png(path, expected_shape=(5, 4))
+    load_label_png(path, num_classes=21)  # 255 is ignore, 20 < 21
+    with pytest.raises(ValueError, match=r'y.png.*\[20\]'):
+        load_label_png(path, num_classes=20)
+    with pytest.raises(FileNotFoundError, match='missing.png'):
+        load_label_png(str(tmp_path / 'missing.png'))
+    rgb = str(tmp_path / 'rgb.png')
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(rgb)
+    with pytest.raises(ValueError, match='rgb.png.*mode RGB'):
+        load_label_png(rgb)
+    gray = str(tmp_path / 'gray.png')
+    Image.fromarray(label, mode='L').save(gray)
+    np.testing.assert_array_equal(load_label_png(gray), label)
+    corrupt = tmp_path / 'corrupt.png'
+    corrupt.write_bytes(b'\x89PNG not really')
+    with pytest.raises(ValueError, match='corrupt.png'):
+        load_label_png(str(corrupt))
