@@ -1,1 +1,19 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+"""Pure tensor functions: the one home of each formula of the method."""
+from .affinity import (affinity_from_features, affinity_labels, pair_offsets,
+                       pair_slices, pair_valid_mask)
+from .cam import (aggregate_cams, background_score, cams_to_label,
+                  normalize_cams)
+from .confident import (confident_region_map, confident_region_stats,
+                        fuse_confident_regions, pool_to_grid,
+                        summarize_confident_stats)
+from .crf import dense_crf
+from .random_walk import random_walk, sparse_transition
+
+__all__ = [
+    'aggregate_cams', 'normalize_cams', 'background_score', 'cams_to_label',
+    'pair_offsets', 'pair_slices', 'pair_valid_mask', 'affinity_from_features',
+    'affinity_labels', 'random_walk', 'sparse_transition', 'dense_crf',
+    'pool_to_grid', 'fuse_confident_regions', 'confident_region_map',
+    'confident_region_stats', 'summarize_confident_stats'
+]

@@ -1,4 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+from .affinity_head import AffinityHead
 from .cam_head import CAMHead
 
-__all__ = ['CAMHead']
+__all__ = ['CAMHead', 'AffinityHead']

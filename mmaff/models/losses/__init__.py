@@ -1,1 +1,4 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+from .affinity_loss import AffinityLoss
+
+__all__ = ['AffinityLoss']

@@ -1,0 +1,28 @@
+# AffinityNet training data: train_aug images with the confident-region
+# maps of stage 2 (tools/make_confident_regions.py) as labels.
+_base_ = ['./voc12aug_image_labels.py']
+conf_dir = 'work_dirs/affinitynet/conf'
+aff_crop_size = (448, 448)
+# Paper: crop 448, flip, colour jitter, no rescale.
+aff_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=aff_crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='ColorJitter',
+        brightness=0.3,
+        contrast=0.3,
+        saturation=0.3,
+        hue=0.1),
+    dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
+]
+train_dataloader = dict(
+    batch_size=2,
+    dataset=dict(
+        _delete_=True,
+        type='PseudoLabelDataset',
+        data_root={{_base_.data_root}},
+        data_prefix=dict(img_path='JPEGImages', seg_map_path=conf_dir),
+        ann_file='ImageSets/Segmentation/trainaug.txt',
+        pipeline=aff_train_pipeline))

@@ -1,0 +1,104 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+from typing import List, Optional, Tuple
+
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from torch import Tensor
+
+from mmaff.registry import MODELS
+
+
+@MODELS.register_module()
+class AffinityNet(BaseSegmentor):
+    """Stage 3: AffinityNet, pixel-pair affinities from a stride-8 backbone.
+
+    Training: backbone taps -> :class:`AffinityHead` -> ``AffinityLoss`` on
+    the confident-region maps. Testing (``mode='predict'``): each returned
+    sample holds ``pred_affinity`` (PixelData, P x h x w), the affinities of
+    the image's own stride-8 grid (h = ceil(H / 8): the input is padded
+    right/bottom, e.g. by ``SegDataPreProcessor(size_divisor=8)``), which
+    the ``RandomWalkHook`` turns into pseudo labels.
+
+    Args:
+        backbone (dict): Backbone config with stride-8 taps, e.g.
+            ``ResNet38d(out_keys=('b4_act', 'b5_act', 'bn7'))``.
+        aff_head (dict): :class:`AffinityHead` config.
+        neck (dict, optional): Neck config.
+        train_cfg (dict, optional): Unused.
+        test_cfg (dict, optional): Unused.
+        data_preprocessor (dict, optional): e.g. ``SegDataPreProcessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 aff_head: dict,
+                 neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        if neck is not None:
+            self.neck = MODELS.build(neck)
+        self.aff_head = MODELS.build(aff_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor]:
+        """Backbone (and neck) taps."""
+        x = self.backbone(inputs)
+        if self.with_neck:
+            x = self.neck(x)
+        return x
+
+    def encode_decode(self, inputs: Tensor,
+                      batch_data_samples: Optional[List] = None) -> Tensor:
+        """Pair affinities (B, P, h, w) of the (padded) batch."""
+        return self.aff_head.affinity(self.extract_feat(inputs))
+
+    def _forward(self,
+                 inputs: Tensor,
+                 data_samples: Optional[List] = None) -> Tensor:
+        """Affinity features f (B, K, h, w)."""
+        return self.aff_head(self.extract_feat(inputs))
+
+    def loss(self, inputs: Tensor, data_samples: List) -> dict:
+        """Affinity loss (see :class:`AffinityHead`)."""
+        return self.aff_head.loss(self.extract_feat(inputs), data_samples)
+
+    def predict(self, inputs: Tensor,
+                data_samples: Optional[List] = None) -> List:
+        """Affinities of each image's own grid.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W), padded right/bottom.
+            data_samples (list[SegDataSample]): With ``img_shape``.
+
+        Returns:
+            list[SegDataSample]: With ``pred_affinity`` (P x h x w) and
+            metainfo ``grid_shape``.
+        """
+        from mmseg.structures import SegDataSample
+        if data_samples is None:
+            data_samples = [
+                SegDataSample(metainfo=dict(img_shape=inputs.shape[-2:]))
+                for _ in range(inputs.shape[0])
+            ]
+        feats = self._forward(inputs)
+        stride = self.aff_head.stride
+        for i, sample in enumerate(data_samples):
+            h, w = sample.metainfo.get('img_shape', inputs.shape[-2:])[:2]
+            gh, gw = -(-h // stride), -(-w // stride)
+            if gh > feats.shape[-2] or gw > feats.shape[-1]:
+                raise ValueError(
+                    f'image {h}x{w} needs a {gh}x{gw} grid but the features '
+                    f'are {tuple(feats.shape[-2:])}: is the backbone stride '
+                    f'{stride}?')
+            f = feats[i:i + 1, :, :gh, :gw]
+            aff = self.aff_head.affinity_from(f)
+            sample.set_metainfo(dict(grid_shape=(gh, gw)))
+            sample.set_data(dict(pred_affinity=PixelData(data=aff[0])))
+        return data_samples
