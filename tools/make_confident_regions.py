@@ -23,7 +23,11 @@ Examples::
         --split data/VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt \\
         --workers 4 --gt-dir data/VOCdevkit/VOC2012/SegmentationClass
 
-With ``--gt-dir`` the maps are scored (precision of the confident
+    # from a stage-3 config's `confident_regions` settings
+    python tools/make_confident_regions.py --config \
+        configs/affinitynet/affinitynet_resnet38d_4xb2-8e_voc12aug-448x448.py
+
+With ``--gt-dir`` (or masks in the config's dataset) the maps are scored (precision of the confident
 foreground / background, unsure fraction; see
 ``mmaff.ops.summarize_confident_stats``) and the summary is written to
 ``<out-dir>/../confident_regions_stats.json`` or ``--stats-out``.
@@ -54,11 +58,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Write AffinityNet confident-region maps (stage 2) '
         'from CAM files.')
-    parser.add_argument('--img-dir', required=True, help='image folder')
     parser.add_argument(
-        '--cam-dir', required=True, help='folder of <img_id>.npz CAM files')
-    parser.add_argument(
-        '--out-dir', required=True, help='output folder of <img_id>.png')
+        '--config',
+        help='a stage-3 config whose `confident_regions` dict gives '
+        'cam_dir, out_dir, alphas, crf and the dataset (images, image-level '
+        'labels, optional masks for scoring); replaces the path options')
+    parser.add_argument('--img-dir', help='image folder')
+    parser.add_argument('--cam-dir', help='folder of <img_id>.npz CAM files')
+    parser.add_argument('--out-dir', help='output folder of <img_id>.png')
     parser.add_argument(
         '--split',
         help='file of image ids, one per line (default: every *.npz in '
@@ -92,7 +99,46 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--stats-out',
         help='where to write the score summary (default: '
         '<out-dir>/../confident_regions_stats.json)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.config and not (args.img_dir and args.cam_dir
+                                and args.out_dir):
+        parser.error('give --config, or --img-dir, --cam-dir and --out-dir')
+    return args
+
+
+def samples_from_config(config: str) -> Dict:
+    """Samples and settings from a config's ``confident_regions`` dict.
+
+    Args:
+        config (str): Config path (e.g. an AffinityNet config).
+
+    Returns:
+        dict: ``samples`` and the keyword arguments of :func:`run`.
+    """
+    from mmengine.config import Config
+
+    from mmaff.registry import DATASETS
+    from mmaff.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(config)
+    if 'confident_regions' not in cfg:
+        raise KeyError(f'{config} has no `confident_regions` settings')
+    spec = cfg.confident_regions.copy()
+    ds_cfg = spec.pop('dataset').copy()
+    ds_cfg['pipeline'] = []
+    dataset = DATASETS.build(ds_cfg)
+    samples, gt_dir = [], None
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        samples.append(
+            dict(
+                img_id=info['img_id'],
+                img_path=info['img_path'],
+                img_labels=list(info['img_labels'])))
+        if 'seg_map_path' in info:
+            gt_dir = osp.dirname(info['seg_map_path'])
+    spec.setdefault('gt_dir', gt_dir)
+    return dict(samples=samples, **spec)
 
 
 def read_split(path: str) -> List[str]:
@@ -359,6 +405,12 @@ def run(samples: Sequence[Dict],
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = parse_args(argv)
+    if args.config:
+        spec = samples_from_config(args.config)
+        spec.setdefault('workers', args.workers)
+        if args.stats_out:
+            spec['stats_out'] = args.stats_out
+        return run(spec.pop('samples'), **spec)
     samples = build_samples(args.img_dir, args.cam_dir, args.split,
                             args.img_suffix)
     return run(

@@ -26,3 +26,24 @@ train_dataloader = dict(
         data_prefix=dict(img_path='JPEGImages', seg_map_path=conf_dir),
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline=aff_train_pipeline))
+# Stage 2 (tools/make_confident_regions.py --config THIS_CONFIG): CAM files
+# of stage 1 -> confident-region maps in conf_dir, over train_aug.
+confident_regions = dict(
+    cam_dir='work_dirs/affinitynet/cams',
+    out_dir=conf_dir,
+    alpha_low=4,
+    alpha_high=32,  # the paper: 24
+    crf=dict(
+        iterations=10,
+        gauss_sxy=3,
+        gauss_compat=3,
+        bilateral_sxy=80,
+        bilateral_srgb=13,
+        bilateral_compat=10),
+    dataset=dict(
+        type={{_base_.dataset_type}},
+        data_root={{_base_.data_root}},
+        data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClassAug'),
+        ann_file='ImageSets/Segmentation/trainaug.txt',
+        label_source='xml'))

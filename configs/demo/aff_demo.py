@@ -1,0 +1,80 @@
+# Stages 2-3 on the demo set: confident regions from the demo CAMs, then a
+# small AffinityNet (dilated ResNet-18 taps at stride 8) trained on them.
+_base_ = [
+    '../_base_/datasets/voc12aug_confident_regions.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_aff_8e.py'
+]
+data_root = 'data/demo'
+metainfo = dict(
+    classes=('background', 'dots', 'stripes', 'rings', 'checks', 'cross'))
+conf_dir = 'work_dirs/demo/conf'
+model = dict(
+    type='AffinityNet',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        size_divisor=8,
+        pad_val=0,
+        seg_pad_val=255),
+    backbone=dict(
+        type='ResNetV1c',
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        num_stages=4,
+        out_indices=(1, 2, 3),
+        dilations=(1, 1, 2, 4),
+        strides=(1, 2, 1, 1),
+        contract_dilation=True,
+        norm_cfg=dict(type='BN', requires_grad=True)),
+    aff_head=dict(
+        type='AffinityHead',
+        in_channels=(32, 64, 128),
+        channels=(32, 32, 64),
+        out_channels=128,
+        radius=5))
+aff_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=(96, 96)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='ColorJitter',
+        brightness=0.3,
+        contrast=0.3,
+        saturation=0.3,
+        hue=0.1),
+    dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        data_prefix=dict(img_path='JPEGImages', seg_map_path=conf_dir),
+        pipeline=aff_train_pipeline))
+confident_regions = dict(
+    cam_dir='work_dirs/demo/cams',
+    out_dir=conf_dir,
+    dataset=dict(data_root=data_root, metainfo=metainfo))
+max_iters = 600
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={'aff_head': dict(lr_mult=1.0)}))
+param_scheduler = [
+    dict(
+        type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=100000)
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=200, max_keep_ckpts=2))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0)

@@ -1,0 +1,91 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+spec = importlib.util.spec_from_file_location(
+    'run_pipeline', osp.join(REPO, 'tools', 'run_pipeline.py'))
+run_pipeline = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_pipeline)
+
+STAGE = '''
+import json, os, sys
+name, count_file, fail_flag, out = sys.argv[1:5]
+with open(count_file, 'a') as f:
+    f.write(name + '\\n')
+if os.path.exists(fail_flag):
+    sys.exit('planned failure of ' + name)
+json.dump({'score': len(name), 'extra': 1}, open(out, 'w'))
+'''
+
+
+def _setup(tmp_path):
+    script = tmp_path / 'stage.py'
+    script.write_text(STAGE)
+    count = tmp_path / 'count.txt'
+    flag = tmp_path / 'fail_b'
+    work = tmp_path / 'work'
+    stages = []
+    for name in ('a', 'b', 'c'):
+        stages.append(
+            dict(
+                name=name,
+                script=str(script),
+                args=[
+                    name,
+                    str(count),
+                    str(flag) if name == 'b' else str(tmp_path / 'never'),
+                    '{work_dir}/' + name + '.json'
+                ],
+                summary=dict(
+                    key=name,
+                    file='{work_dir}/' + name + '.json',
+                    fields=['score'])))
+    cfg = tmp_path / 'pipe.py'
+    cfg.write_text(f'work_dir = {str(work)!r}\nstages = {stages!r}\n')
+    return cfg, count, flag, work
+
+
+def test_pipeline_skips_done_stages_and_resumes_after_failure(tmp_path):
+    cfg, count, flag, work = _setup(tmp_path)
+    flag.write_text('x')
+    with pytest.raises(RuntimeError, match=r"stage 'b' failed"):
+        run_pipeline.run_pipeline(str(cfg))
+    assert count.read_text().split() == ['a', 'b']
+    assert osp.isfile(work / '.done' / 'a')
+    assert not osp.exists(work / '.done' / 'b')
+    assert 'planned failure of b' in (work / 'logs' / 'b.log').read_text()
+
+    flag.unlink()
+    summary = run_pipeline.run_pipeline(str(cfg))
+    # a is not run again; b resumes; c follows
+    assert count.read_text().split() == ['a', 'b', 'b', 'c']
+    assert summary == {'a': {'score': 1}, 'b': {'score': 1}, 'c': {'score': 1}}
+    with open(work / 'summary.json') as f:
+        assert json.load(f) == summary
+
+    # a third run does nothing
+    run_pipeline.run_pipeline(str(cfg))
+    assert count.read_text().split() == ['a', 'b', 'b', 'c']
+
+
+def test_pipeline_last_checkpoint_placeholder(tmp_path):
+    (tmp_path / 'w').mkdir()
+    with pytest.raises(FileNotFoundError, match='last_checkpoint'):
+        run_pipeline._fmt(dict(last_checkpoint='{work_dir}/w'),
+                          str(tmp_path))
+    (tmp_path / 'w' / 'last_checkpoint').write_text('/x/iter_8.pth\n')
+    assert run_pipeline._fmt([dict(last_checkpoint='{work_dir}/w'), 'a'],
+                             str(tmp_path)) == ['/x/iter_8.pth', 'a']
+
+
+def test_pipeline_rejects_duplicate_stage_names(tmp_path):
+    cfg = tmp_path / 'dup.py'
+    cfg.write_text(f"work_dir = {str(tmp_path / 'w')!r}\n"
+                   "stages = [dict(name='a', script='x.py'), "
+                   "dict(name='a', script='y.py')]\n")
+    with pytest.raises(ValueError, match='unique'):
+        run_pipeline.run_pipeline(str(cfg))
