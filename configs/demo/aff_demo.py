@@ -54,7 +54,8 @@ train_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
-        data_prefix=dict(img_path='JPEGImages', seg_map_path=conf_dir),
+        data_prefix=dict(img_path='JPEGImages'),
+        label_dir=conf_dir,
         pipeline=aff_train_pipeline))
 confident_regions = dict(
     cam_dir='work_dirs/demo/cams',

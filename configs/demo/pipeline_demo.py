@@ -36,4 +36,25 @@ stages = [
             key='cam',
             file='{work_dir}/cam_metrics.json',
             fields=['mIoU', 'bg_threshold'])),
+    dict(
+        name='confident_regions',
+        script='tools/make_confident_regions.py',
+        args=[
+            '--config', 'configs/demo/aff_demo.py', '--workers', '2',
+            '--stats-out', '{work_dir}/confident_regions_stats.json'
+        ],
+        summary=dict(
+            key='confident_regions',
+            file='{work_dir}/confident_regions_stats.json',
+            fields=[
+                'fg_precision', 'bg_precision', 'unsure_fraction',
+                'fg_recall', 'bg_recall'
+            ])),
+    dict(
+        name='aff_train',
+        script='tools/train.py',
+        args=['configs/demo/aff_demo.py', '--work-dir', '{work_dir}/aff'],
+        distributed=True,
+        resume=True,
+        resume_dir='{work_dir}/aff'),
 ]

@@ -20,10 +20,18 @@ class PseudoLabelDataset(OwnClassesVOCDataset):
     Args:
         ann_file (str): Split file, e.g. ``ImageSets/Segmentation/
             trainaug.txt``.
+        label_dir (str): The generated label maps' folder, relative to the
+            working directory (like ``work_dir``), not to ``data_root``.
         **kwargs: Passed to :class:`OwnClassesVOCDataset`
-            (``data_root``, ``data_prefix=dict(img_path=...,
-            seg_map_path=<generated folder>)``, ``pipeline``, ``metainfo``).
+            (``data_root``, ``data_prefix=dict(img_path=...)``,
+            ``pipeline``, ``metainfo``).
     """
+
+    def __init__(self, ann_file: str, label_dir: str, **kwargs) -> None:
+        data_prefix = dict(kwargs.pop('data_prefix', {}) or {})
+        data_prefix['seg_map_path'] = osp.abspath(label_dir)
+        self.label_dir = label_dir
+        super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Load the split and check that every label map exists.

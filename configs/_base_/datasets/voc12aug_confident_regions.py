@@ -23,7 +23,8 @@ train_dataloader = dict(
         _delete_=True,
         type='PseudoLabelDataset',
         data_root={{_base_.data_root}},
-        data_prefix=dict(img_path='JPEGImages', seg_map_path=conf_dir),
+        data_prefix=dict(img_path='JPEGImages'),
+        label_dir=conf_dir,
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline=aff_train_pipeline))
 # Stage 2 (tools/make_confident_regions.py --config THIS_CONFIG): CAM files
