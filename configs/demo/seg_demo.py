@@ -1,0 +1,116 @@
+# Stage 5 on the demo set: a small mmseg EncoderDecoder (dilated ResNet-18
+# + FCN head) trained on the random-walk + dCRF pseudo labels of the train
+# images and evaluated on the real masks of the val images.
+_base_ = ['../_base_/default_runtime.py']
+data_root = 'data/demo'
+metainfo = dict(
+    classes=('background', 'dots', 'stripes', 'rings', 'checks', 'cross'))
+pseudo_dir = 'work_dirs/demo/pseudo_rw_crf'
+crop_size = (112, 112)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        size=crop_size,
+        pad_val=0,
+        seg_pad_val=255),
+    backbone=dict(
+        type='ResNetV1c',
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        num_stages=4,
+        out_indices=(3, ),
+        dilations=(1, 1, 2, 4),
+        strides=(1, 2, 1, 1),
+        contract_dilation=True,
+        norm_cfg=dict(type='BN', requires_grad=True)),
+    decode_head=dict(
+        type='FCNHead',
+        in_channels=128,
+        in_index=0,
+        channels=64,
+        num_convs=2,
+        dilation=6,
+        concat_input=False,
+        dropout_ratio=0.1,
+        num_classes=6,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        align_corners=False,
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(
+        type='RandomResize',
+        scale=(128, 128),
+        ratio_range=(0.75, 1.25),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='PseudoLabelDataset',
+        data_root=data_root,
+        metainfo=metainfo,
+        data_prefix=dict(img_path='JPEGImages'),
+        label_dir=pseudo_dir,
+        ann_file='ImageSets/Segmentation/trainaug.txt',
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+    dataset=dict(
+        type='VOCImageLabelDataset',
+        data_root=data_root,
+        metainfo=metainfo,
+        data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClass'),
+        ann_file='ImageSets/Segmentation/val.txt',
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+max_iters = 1500
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.01))
+param_scheduler = [
+    dict(
+        type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(
+        type='CheckpointHook', by_epoch=False, interval=500,
+        max_keep_ckpts=2),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0)
