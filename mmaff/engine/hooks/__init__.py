@@ -1,4 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 from .cam_export_hook import CAMExportHook
+from .random_walk_hook import RandomWalkHook
 
-__all__ = ['CAMExportHook']
+__all__ = ['CAMExportHook', 'RandomWalkHook']

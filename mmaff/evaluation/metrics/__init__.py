@@ -1,4 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 from .cam_metric import CAMMetric
+from .pseudo_label_metric import PseudoLabelMetric
 
-__all__ = ['CAMMetric']
+__all__ = ['CAMMetric', 'PseudoLabelMetric']

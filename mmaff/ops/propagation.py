@@ -1,0 +1,149 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""One image's CAMs -> random-walk class scores -> pseudo label.
+
+AffinityNet's stage 4 (see ``AFFINITYNET.md``) for a single image, shared by
+:class:`mmaff.engine.hooks.RandomWalkHook` and single-image inference:
+
+1. background score ``bg = (1 - max_c CAM_c) ** alpha`` at full resolution
+   (:func:`mmaff.ops.background_score`), stacked before the CAMs;
+2. zero padding right/bottom to ``(h * stride, w * stride)`` (the padded
+   region carries zero for every channel, background included);
+3. ``stride x stride`` average pooling to the affinity grid;
+4. ``T^t v`` (:func:`mmaff.ops.random_walk`);
+5. bilinear upsampling by ``stride`` (``align_corners=False``) to the padded
+   size, then cropping to the image.
+
+The argmax and the mapping of channels to label ids is
+:func:`scores_to_label`.
+"""
+import numbers
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .cam import background_score
+from .random_walk import random_walk
+
+__all__ = ['propagate_cams', 'scores_to_label']
+
+
+def _as_tensor(x: Union[Tensor, np.ndarray], name: str) -> Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise TypeError(f'propagate_cams: {name} must be a tensor or a numpy '
+                        f'array, got {type(x).__name__}')
+    if not x.is_floating_point():
+        raise TypeError(f'propagate_cams: {name} must be floating point, '
+                        f'got {x.dtype}')
+    return x
+
+
+def _check_number(value, name: str, positive: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not np.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f'propagate_cams: {name} must be a finite number '
+                         f'{"> 0" if positive else ""}, got {value!r}')
+
+
+def propagate_cams(cams: Union[Tensor, np.ndarray],
+                   affinity: Union[Tensor, np.ndarray],
+                   alpha: float = 16,
+                   beta: float = 8,
+                   steps: int = 256,
+                   radius: int = 5,
+                   stride: int = 8) -> Tensor:
+    """Random-walk class scores of one image from its CAMs and affinities.
+
+    The work runs on the device of ``affinity`` (the CAMs are moved there),
+    in float64 if either input is float64, else in float32.
+
+    Args:
+        cams (Tensor | np.ndarray): (K, H, W) normalised CAMs (values in
+            [0, 1]) of the image's present classes at full image
+            resolution; K may be 0 (the result is then the background
+            channel alone).
+        affinity (Tensor | np.ndarray): (P, h, w) pair affinities of the
+            image's own grid, ``h = ceil(H / stride)``,
+            ``w = ceil(W / stride)`` (e.g. ``pred_affinity`` of
+            :class:`mmaff.models.AffinityNet`).
+        alpha (float): Power of the background score. Defaults to 16.
+        beta (float): Power applied to the affinities. Defaults to 8.
+        steps (int): Random-walk steps ``t``. Defaults to 256.
+        radius (int): Pair radius of ``affinity``. Defaults to 5.
+        stride (int): Feature stride of the grid. Defaults to 8.
+
+    Returns:
+        Tensor: (K + 1, H, W) propagated scores, channel 0 the background,
+        channel ``k`` the class of ``cams[k - 1]``.
+    """
+    cams = _as_tensor(cams, 'cams')
+    affinity = _as_tensor(affinity, 'affinity')
+    if cams.dim() != 3:
+        raise ValueError('propagate_cams: cams must be (K, H, W), got shape '
+                         f'{tuple(cams.shape)}')
+    if affinity.dim() != 3:
+        raise ValueError('propagate_cams: affinity must be (P, h, w), got '
+                         f'shape {tuple(affinity.shape)}')
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f'propagate_cams: stride must be an int >= 1, got '
+                         f'{stride!r}')
+    _check_number(alpha, 'alpha')
+    num_classes, height, width = cams.shape
+    if height < 1 or width < 1:
+        raise ValueError(f'propagate_cams: empty image of size {height}x'
+                         f'{width}')
+    grid_h, grid_w = -(-height // stride), -(-width // stride)
+    if tuple(affinity.shape[1:]) != (grid_h, grid_w):
+        raise ValueError(
+            f'propagate_cams: affinity grid {tuple(affinity.shape[1:])} does '
+            f'not match the {height}x{width} image at stride {stride}: '
+            f'expected ({grid_h}, {grid_w}) = ceil(size / stride)')
+    if num_classes and not bool(torch.isfinite(cams).all()):
+        raise ValueError('propagate_cams: cams have NaN or inf values')
+
+    dtype = torch.float64 if torch.float64 in (cams.dtype, affinity.dtype) \
+        else torch.float32
+    affinity = affinity.to(dtype)
+    cams = cams.to(device=affinity.device, dtype=dtype)
+    bg = background_score(cams, alpha).to(dtype)
+    scores = torch.cat([bg, cams])[None]  # (1, K + 1, H, W)
+    pad_h, pad_w = grid_h * stride - height, grid_w * stride - width
+    scores = F.pad(scores, (0, pad_w, 0, pad_h))
+    pooled = F.avg_pool2d(scores, stride)
+    walked = random_walk(pooled, affinity[None], beta, steps, radius)
+    up = F.interpolate(
+        walked,
+        size=(grid_h * stride, grid_w * stride),
+        mode='bilinear',
+        align_corners=False)
+    return up[0, :, :height, :width]
+
+
+def scores_to_label(scores: Tensor, label_ids: Sequence[int]) -> Tensor:
+    """Argmax over the channels, mapped to label ids.
+
+    Args:
+        scores (Tensor): (K + 1, H, W) scores, channel 0 the background
+            (e.g. from :func:`propagate_cams`).
+        label_ids (Sequence[int]): The label id of channels 1..K.
+
+    Returns:
+        Tensor: (H, W) int64 label ids: channel 0 -> 0, channel k ->
+        ``label_ids[k - 1]``. Ties go to the lower channel (background
+        first).
+    """
+    if isinstance(scores, np.ndarray):
+        scores = torch.from_numpy(scores)
+    label_ids = [int(i) for i in label_ids]
+    if not isinstance(scores, Tensor) or scores.dim() != 3 or \
+            scores.shape[0] != len(label_ids) + 1:
+        shape = tuple(scores.shape) if hasattr(scores, 'shape') else \
+            type(scores).__name__
+        raise ValueError(f'scores_to_label: scores {shape} must be (K + 1, '
+                         f'H, W) with K = {len(label_ids)} label ids')
+    lut = torch.tensor([0] + label_ids, dtype=torch.long, device=scores.device)
+    return lut[scores.argmax(0)]
