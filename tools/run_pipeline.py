@@ -21,9 +21,10 @@ A pipeline config holds ``work_dir`` and ``stages``, a list of dicts:
 * ``distributed`` (bool): launch with torchrun when ``--launcher pytorch``;
 * ``resume`` (bool): add ``--resume`` when the stage's work dir has a
   checkpoint from an interrupted run;
-* ``summary`` (optional): ``dict(key=..., file=..., fields=[...] or None)``
-  copies (some of) the JSON metrics the stage wrote under ``key`` of the
-  summary.
+* ``summary`` (optional): ``dict(key=..., file=..., fields=None)`` or a
+  list of them: copies the JSON metrics the stage wrote (all, or the
+  ``fields``: a list of names, or a dict ``{name in file: name in summary}``)
+  under ``key`` of the summary.
 """
 import argparse
 import glob
@@ -131,12 +132,14 @@ def run_pipeline(config: str,
             raise RuntimeError(
                 f'stage {name!r} failed (exit {proc.returncode}); its log: '
                 f'{log_path}\n...{tail}')
-        if stage.get('summary'):
-            spec = stage['summary']
+        specs = stage.get('summary') or []
+        for spec in [specs] if isinstance(specs, dict) else specs:
             with open(_fmt(spec['file'], work_dir)) as f:
                 metrics = json.load(f)
             fields = spec.get('fields')
-            if fields:
+            if isinstance(fields, dict):
+                metrics = {new: metrics[old] for old, new in fields.items()}
+            elif fields:
                 metrics = {k: metrics[k] for k in fields}
             _update_summary(summary_path, spec['key'], metrics)
         with open(marker, 'w') as f:

@@ -28,7 +28,7 @@ model = dict(
     cam_head=dict(
         type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.1),
     test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold=0.2))
-max_iters = 2000
+max_iters = 3000
 # From scratch on CPU, AdamW converges far faster than the paper's SGD
 # (which assumes ImageNet weights).
 optim_wrapper = dict(

@@ -57,4 +57,39 @@ stages = [
         distributed=True,
         resume=True,
         resume_dir='{work_dir}/aff'),
+    dict(
+        name='rw_export',
+        script='tools/test.py',
+        args=[
+            'configs/demo/aff_demo.py',
+            dict(last_checkpoint='{work_dir}/aff'), '--work-dir',
+            '{work_dir}/aff', '--metrics-out', '{work_dir}/rw_metrics.json'
+        ],
+        distributed=True,
+        summary=[
+            dict(
+                key=key,
+                file='{work_dir}/rw_metrics.json',
+                fields={f'{name}/mIoU': 'mIoU'})
+            for key, name in (('cam_at_rw', 'CAM'), ('rw', 'RW'),
+                              ('rw_crf', 'RW+dCRF'))
+        ]),
+    dict(
+        name='seg_train',
+        script='tools/train.py',
+        args=['configs/demo/seg_demo.py', '--work-dir', '{work_dir}/seg'],
+        distributed=True,
+        resume=True,
+        resume_dir='{work_dir}/seg'),
+    dict(
+        name='seg_test',
+        script='tools/test.py',
+        args=[
+            'configs/demo/seg_demo.py',
+            dict(last_checkpoint='{work_dir}/seg'), '--work-dir',
+            '{work_dir}/seg', '--metrics-out', '{work_dir}/seg_metrics.json'
+        ],
+        distributed=True,
+        summary=dict(
+            key='seg', file='{work_dir}/seg_metrics.json', fields=['mIoU'])),
 ]

@@ -91,6 +91,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 max_iters = 1500
+# (evaluated by the pipeline's seg_test stage)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.01))
@@ -100,7 +101,9 @@ param_scheduler = [
         by_epoch=False)
 ]
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters + 1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
