@@ -8,7 +8,7 @@ from .confident import (confident_region_map, confident_region_stats,
                         fuse_confident_regions, pool_to_grid,
                         summarize_confident_stats)
 from .crf import dense_crf
-from .propagation import propagate_cams, scores_to_label
+from .propagation import crf_label, propagate_cams, scores_to_label
 from .random_walk import random_walk, sparse_transition
 
 __all__ = [
@@ -17,5 +17,5 @@ __all__ = [
     'affinity_labels', 'random_walk', 'sparse_transition', 'dense_crf',
     'pool_to_grid', 'fuse_confident_regions', 'confident_region_map',
     'confident_region_stats', 'summarize_confident_stats', 'propagate_cams',
-    'scores_to_label'
+    'scores_to_label', 'crf_label'
 ]

@@ -147,3 +147,26 @@ def scores_to_label(scores: Tensor, label_ids: Sequence[int]) -> Tensor:
                          f'H, W) with K = {len(label_ids)} label ids')
     lut = torch.tensor([0] + label_ids, dtype=torch.long, device=scores.device)
     return lut[scores.argmax(0)]
+
+
+def crf_label(image: np.ndarray, scores: Tensor, label_ids: Sequence[int],
+              **crf) -> Tensor:
+    """Refine propagated scores with the dense CRF (the paper's RW + dCRF).
+
+    The scores are normalised to sum 1 per pixel, refined by
+    :func:`mmaff.ops.dense_crf` on the image and turned into label ids.
+
+    Args:
+        image (np.ndarray): (H, W, 3) uint8 RGB.
+        scores (Tensor): (K + 1, H, W) non-negative scores, background first.
+        label_ids (Sequence[int]): The label id of channels 1..K.
+        **crf: Keyword arguments of :func:`mmaff.ops.dense_crf`.
+
+    Returns:
+        Tensor: (H, W) int64 label ids.
+    """
+    from .crf import dense_crf
+    probs = torch.as_tensor(scores).detach().float().cpu()
+    probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-30)
+    marginals = dense_crf(image, probs, **crf)
+    return scores_to_label(torch.from_numpy(marginals), label_ids)

@@ -230,7 +230,8 @@ def test_interrupted_writes_leave_no_partial_file(exported, monkeypatch):
     def crf_fails(*args, **kwargs):
         raise MemoryError('CRF killed')
 
-    monkeypatch.setattr(rw_module, 'dense_crf', crf_fails)
+    import mmaff.ops.crf as crf_module  # crf_label looks it up there
+    monkeypatch.setattr(crf_module, 'dense_crf', crf_fails)
     with pytest.raises(RuntimeError, match='CRF killed'):
         run_hook(make_hook(ex), ex.samples[:1])
     assert os.listdir(ex.rw_dir) == []

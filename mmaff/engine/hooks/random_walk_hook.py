@@ -17,7 +17,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from mmaff.ops.crf import dense_crf
-from mmaff.ops.propagation import propagate_cams, scores_to_label
+from mmaff.ops.propagation import (crf_label, propagate_cams,
+                                   scores_to_label)
 from mmaff.registry import HOOKS
 from mmaff.utils.io import load_cam_file, save_label_png
 
@@ -85,12 +86,9 @@ def export_pseudo_label(job: dict) -> str:
     if job['rw_path'] is not None:
         outputs.append((job['rw_path'], scores_to_label(scores, labels)))
     if job['crf_path'] is not None:
-        probs = scores.float()
-        probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-30)
         image = read_rgb(job['img_path'], job['ori_shape'])
-        marginals = dense_crf(image, probs, **job['crf'])
         outputs.append((job['crf_path'],
-                        scores_to_label(torch.from_numpy(marginals), labels)))
+                        crf_label(image, scores, labels, **job['crf'])))
     for path, label in outputs:
         save_label_png(path, label.numpy().astype(np.uint8))
     return job['img_id']

@@ -1,0 +1,169 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""Single-image inference: CAMs and a pseudo label from two checkpoints.
+
+The same code as the export path: :class:`CAMClassifier.predict` for the
+CAMs, float16 storage as in the CAM files, :class:`AffinityNet.predict` for
+the affinities, :func:`mmaff.ops.propagate_cams` and
+:func:`mmaff.ops.crf_label` for the labels. So the labels equal those that
+``tools/test.py`` + ``RandomWalkHook`` write for the same image.
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import mmcv
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+from mmseg.structures import SegDataSample
+
+from mmaff.ops import crf_label, propagate_cams, scores_to_label
+from mmaff.registry import MODELS
+from mmaff.utils import register_all_modules
+from mmaff.utils.compat import weights_only_mode
+
+ImageLike = Union[str, np.ndarray]
+
+
+def init_model(config: Union[str, Config],
+               checkpoint: Optional[str] = None,
+               device: str = 'cpu',
+               weights_only: bool = True) -> torch.nn.Module:
+    """Build a model from a config and load a checkpoint.
+
+    Args:
+        config (str | Config): Config file or object.
+        checkpoint (str, optional): Checkpoint to load.
+        device (str): Defaults to 'cpu'.
+        weights_only (bool): Load with ``torch.load(weights_only=True)``
+            (published models, ``tools/misc/publish_model.py``). False
+            allows full unpickling of your own training checkpoints.
+            Defaults to True.
+
+    Returns:
+        nn.Module: The model in eval mode, with ``cfg`` attached.
+    """
+    register_all_modules()
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    model_cfg = cfg.model.copy()
+    model_cfg.pop('init_cfg', None)
+    backbone = model_cfg.get('backbone', {})
+    if isinstance(backbone, dict):
+        backbone = dict(backbone)
+        backbone.pop('init_cfg', None)  # no pretrained download
+        model_cfg['backbone'] = backbone
+    model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        if weights_only:
+            with weights_only_mode():
+                load_checkpoint(model, checkpoint, map_location='cpu')
+        else:
+            load_checkpoint(model, checkpoint, map_location='cpu')
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def _read_bgr(img: ImageLike) -> Tuple[np.ndarray, str]:
+    if isinstance(img, str):
+        image = mmcv.imread(img, flag='color')
+        if image is None:
+            raise FileNotFoundError(f'cannot read the image {img}')
+        return image, img
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError('img must be a path or an (H, W, 3) BGR array')
+    return img, ''
+
+
+def _prepare(model, image_bgr: np.ndarray, labels: Sequence[int],
+             img_path: str):
+    h, w = image_bgr.shape[:2]
+    sample = SegDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            img_labels=tuple(int(c) for c in labels),
+            img_path=img_path))
+    inputs = torch.from_numpy(
+        np.ascontiguousarray(image_bgr.transpose(2, 0, 1)))
+    return model.data_preprocessor(
+        dict(inputs=[inputs], data_samples=[sample]), False)
+
+
+@torch.no_grad()
+def inference_cams(model, img: ImageLike,
+                   labels: Optional[Sequence[int]] = None,
+                   score_thr: float = 0.5) -> Tuple[np.ndarray, list]:
+    """Normalised CAMs of one image, as the CAM files store them.
+
+    Args:
+        model (CAMClassifier): A stage-1 model from :func:`init_model`.
+        img (str | np.ndarray): Image path or BGR array.
+        labels (Sequence[int], optional): Image-level label ids. None: the
+            classes whose single-scale sigmoid score exceeds ``score_thr``.
+        score_thr (float): See ``labels``. Defaults to 0.5.
+
+    Returns:
+        tuple: cams (K, H, W) float32 (float16-rounded, as exported) and the
+        K label ids.
+    """
+    image, path = _read_bgr(img)
+    if labels is None:
+        data = _prepare(model, image, [], path)
+        probs = model.cam_head.predict(model.extract_feat(data['inputs']))
+        labels = [i + 1 for i in torch.nonzero(
+            probs[0] > score_thr).flatten().tolist()]
+    labels = sorted(int(c) for c in labels)
+    data = _prepare(model, image, labels, path)
+    sample = model.predict(data['inputs'], data['data_samples'])[0]
+    cams = sample.pred_cams.data[[c - 1 for c in labels]].float().cpu()
+    return cams.half().float().numpy(), labels
+
+
+@torch.no_grad()
+def inference_pseudo_label(cam_model,
+                           aff_model,
+                           img: ImageLike,
+                           labels: Optional[Sequence[int]] = None,
+                           alpha: float = 16,
+                           beta: float = 8,
+                           steps: int = 256,
+                           crf: Optional[dict] = None) -> dict:
+    """CAMs and the random-walk pseudo label of one image.
+
+    Args:
+        cam_model (CAMClassifier): Stage-1 model.
+        aff_model (AffinityNet): Stage-3 model.
+        img (str | np.ndarray): Image path or BGR array.
+        labels (Sequence[int], optional): Image-level label ids (see
+            :func:`inference_cams`).
+        alpha (float): Background power of the walk. Defaults to 16.
+        beta (float): Affinity power. Defaults to 8.
+        steps (int): Walk steps. Defaults to 256.
+        crf (dict, optional): ``dense_crf`` kwargs; given (even empty), the
+            RW + dCRF label is returned too.
+
+    Returns:
+        dict: ``cams`` (K, H, W), ``labels``, ``rw`` (H, W) label ids and,
+        with ``crf``, ``rw_crf``.
+    """
+    image, path = _read_bgr(img)
+    cams, labels = inference_cams(cam_model, image, labels)
+    data = _prepare(aff_model, image, labels, path)
+    sample = aff_model.predict(data['inputs'], data['data_samples'])[0]
+    affinity = sample.pred_affinity.data
+    scores = propagate_cams(
+        torch.from_numpy(cams).to(affinity.device),
+        affinity,
+        alpha=alpha,
+        beta=beta,
+        steps=steps,
+        radius=aff_model.aff_head.radius,
+        stride=aff_model.aff_head.stride).cpu()
+    out = dict(
+        cams=cams,
+        labels=labels,
+        rw=scores_to_label(scores, labels).numpy().astype(np.uint8))
+    if crf is not None:
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        out['rw_crf'] = crf_label(rgb, scores, labels,
+                                  **crf).numpy().astype(np.uint8)
+    return out

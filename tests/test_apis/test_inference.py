@@ -1,0 +1,110 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""The inference API gives the same CAMs and labels as the export path
+(tools/test.py with CAMExportHook, then with RandomWalkHook)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mmaff  # noqa: F401
+from mmaff.apis import inference_cams, inference_pseudo_label, init_model
+from mmaff.utils.io import load_cam_file
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _run(args):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    proc = subprocess.run(
+        [sys.executable] + args, cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp('apis')
+    data = root / 'data'
+    _run([
+        'tools/dataset_converters/make_demo_dataset.py',
+        str(data), '--num-train', '3', '--num-val', '1', '--size', '64'
+    ])
+    cam_cfg = root / 'cam.py'
+    cam_cfg.write_text(f"""
+_base_ = '{REPO}/configs/demo/cam_demo.py'
+val_dataloader = dict(dataset=dict(data_root='{data}'))
+test_dataloader = val_dataloader
+custom_hooks = [dict(type='CAMExportHook', out_dir='{root}/cams')]
+""")
+    aff_cfg = root / 'aff.py'
+    aff_cfg.write_text(f"""
+_base_ = '{REPO}/configs/demo/aff_demo.py'
+test_dataloader = dict(dataset=dict(data_root='{data}'))
+test_evaluator = dict(cam_dir='{root}/cams', label_dirs={{
+    'RW': '{root}/rw', 'RW+dCRF': '{root}/rw_crf'}})
+custom_hooks = [dict(type='RandomWalkHook', cam_dir='{root}/cams',
+                     out_dir='{root}/rw', crf_out_dir='{root}/rw_crf',
+                     alpha=0.6, beta=8, steps=256,
+                     crf=dict(bilateral_sxy=20), num_workers=0)]
+""")
+    # randomly initialised models, saved as published (tensors only)
+    torch.manual_seed(0)
+    ckpts = {}
+    for name, cfg in (('cam', cam_cfg), ('aff', aff_cfg)):
+        model = init_model(str(cfg))
+        model.init_weights()
+        path = root / f'{name}.pth'
+        torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+        ckpts[name] = str(path)
+    _run(['tools/test.py', str(cam_cfg), ckpts['cam'], '--work-dir',
+          str(root / 'w1')])
+    _run(['tools/test.py', str(aff_cfg), ckpts['aff'], '--work-dir',
+          str(root / 'w2')])
+    ids = (data / 'ImageSets/Segmentation/trainaug.txt').read_text().split()
+    return root, data, cam_cfg, aff_cfg, ckpts, ids
+
+
+def test_api_matches_export_path(exported):
+    root, data, cam_cfg, aff_cfg, ckpts, ids = exported
+    cam_model = init_model(str(cam_cfg), ckpts['cam'])
+    aff_model = init_model(str(aff_cfg), ckpts['aff'])
+    from mmaff.datasets import labels_from_xml
+    classes = (data / 'classes.txt').read_text().split()
+    for i in ids:
+        img = str(data / 'JPEGImages' / f'{i}.jpg')
+        labels = labels_from_xml(str(data / 'Annotations' / f'{i}.xml'),
+                                 classes)
+        cams, lab = inference_cams(cam_model, img, labels)
+        ref, ref_lab = load_cam_file(str(root / 'cams' / f'{i}.npz'))
+        assert lab == ref_lab.tolist()
+        # equal up to one float16 step (thread counts change fp32 sums)
+        np.testing.assert_allclose(cams, ref, rtol=0, atol=1e-3)
+        out = inference_pseudo_label(
+            cam_model, aff_model, img, labels, alpha=0.6,
+            crf=dict(bilateral_sxy=20))
+        rw = np.array(Image.open(root / 'rw' / f'{i}.png'))
+        rw_crf = np.array(Image.open(root / 'rw_crf' / f'{i}.png'))
+        np.testing.assert_array_equal(out['rw'], rw)
+        np.testing.assert_array_equal(out['rw_crf'], rw_crf)
+
+
+def test_published_model_loads_weights_only_and_training_ckpt_does_not(
+        exported, tmp_path):
+    _, _, cam_cfg, _, ckpts, _ = exported
+    from mmengine.logging import HistoryBuffer
+    state = torch.load(ckpts['cam'], weights_only=True)
+    state['message_hub'] = HistoryBuffer()  # what training checkpoints hold
+    bad = tmp_path / 'train_ckpt.pth'
+    torch.save(state, bad)
+    with pytest.raises(Exception, match='weights_only|Unsupported global'):
+        init_model(str(cam_cfg), str(bad))
+    model = init_model(str(cam_cfg), str(bad), weights_only=False)
+    ref = init_model(str(cam_cfg), ckpts['cam'])
+    for (k, a), (_, b) in zip(model.state_dict().items(),
+                              ref.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=k)
