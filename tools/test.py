@@ -6,13 +6,12 @@ custom hook with an ``out_dir``, e.g. ``CAMExportHook``); a config without
 one falls back to mmseg's behaviour (the evaluator's ``output_dir``).
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
-from mmaff.utils.tool_utils import (build_runner, dump_metrics,
-                                    load_tool_config)
+from mmaff.utils.tool_utils import (add_common_args, build_runner,
+                                    dump_metrics, load_tool_config,
+                                    parse_common_args)
 
 
 def parse_args():
@@ -32,21 +31,8 @@ def parse_args():
         '--show-dir', help='directory where painted images will be saved')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_common_args(parser)
 
 
 def main():

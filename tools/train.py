@@ -2,13 +2,12 @@
 """Train any mmaff stage (or mmseg model) from a config, like mmseg's tool."""
 import argparse
 import logging
-import os
 
-from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
-from mmaff.utils.tool_utils import build_runner, load_tool_config
+from mmaff.utils.tool_utils import (add_common_args, build_runner,
+                                    load_tool_config, parse_common_args)
 
 
 def parse_args():
@@ -25,21 +24,8 @@ def parse_args():
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_common_args(parser)
 
 
 def main():

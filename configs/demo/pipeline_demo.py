@@ -92,4 +92,14 @@ stages = [
         distributed=True,
         summary=dict(
             key='seg', file='{work_dir}/seg_metrics.json', fields=['mIoU'])),
+    dict(
+        name='figure',
+        script='tools/analysis_tools/visualize_pipeline.py',
+        args=[
+            'configs/demo/cam_demo.py',
+            dict(last_checkpoint='{work_dir}/cam'), 'configs/demo/aff_demo.py',
+            dict(last_checkpoint='{work_dir}/aff'), 'configs/demo/seg_demo.py',
+            dict(last_checkpoint='{work_dir}/seg'), '--num', '4', '--out',
+            '{work_dir}/pipeline.png'
+        ]),
 ]

@@ -8,6 +8,43 @@ from mmengine.config import Config
 from .compat import cpu_ddp_wrapper_cfg, init_cpu_distributed
 
 
+def add_common_args(parser) -> None:
+    """Add ``--cfg-options``, ``--launcher`` and ``--local-rank``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+    """
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_common_args(parser):
+    """Parse, and export ``LOCAL_RANK`` like mmseg's tools.
+
+    Args:
+        parser (argparse.ArgumentParser): A parser with
+            :func:`add_common_args`.
+
+    Returns:
+        argparse.Namespace: The arguments.
+    """
+    import os
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
 def load_tool_config(config: str,
                      cfg_options: Optional[dict] = None,
                      work_dir: Optional[str] = None,

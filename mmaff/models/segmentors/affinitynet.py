@@ -1,15 +1,15 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from mmengine.structures import PixelData
-from mmseg.models.segmentors.base import BaseSegmentor
 from torch import Tensor
 
 from mmaff.registry import MODELS
+from .head_segmentor import HeadSegmentor
 
 
 @MODELS.register_module()
-class AffinityNet(BaseSegmentor):
+class AffinityNet(HeadSegmentor):
     """Stage 3: AffinityNet, pixel-pair affinities from a stride-8 backbone.
 
     Training: backbone taps -> :class:`AffinityHead` -> ``AffinityLoss`` on
@@ -30,6 +30,8 @@ class AffinityNet(BaseSegmentor):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    head_name = 'aff_head'
+
     def __init__(self,
                  backbone: dict,
                  aff_head: dict,
@@ -38,21 +40,8 @@ class AffinityNet(BaseSegmentor):
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone)
-        if neck is not None:
-            self.neck = MODELS.build(neck)
-        self.aff_head = MODELS.build(aff_head)
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
-
-    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor]:
-        """Backbone (and neck) taps."""
-        x = self.backbone(inputs)
-        if self.with_neck:
-            x = self.neck(x)
-        return x
+        super().__init__(backbone, aff_head, neck, train_cfg, test_cfg,
+                         data_preprocessor, init_cfg)
 
     def encode_decode(self, inputs: Tensor,
                       batch_data_samples: Optional[List] = None) -> Tensor:
@@ -64,10 +53,6 @@ class AffinityNet(BaseSegmentor):
                  data_samples: Optional[List] = None) -> Tensor:
         """Affinity features f (B, K, h, w)."""
         return self.aff_head(self.extract_feat(inputs))
-
-    def loss(self, inputs: Tensor, data_samples: List) -> dict:
-        """Affinity loss (see :class:`AffinityHead`)."""
-        return self.aff_head.loss(self.extract_feat(inputs), data_samples)
 
     def predict(self, inputs: Tensor,
                 data_samples: Optional[List] = None) -> List:

@@ -1,20 +1,20 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
-from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
 from mmaff.ops.cam import aggregate_cams, cams_to_label, normalize_cams
 from mmaff.registry import MODELS
 from ..heads.cam_head import image_label_targets
+from .head_segmentor import HeadSegmentor
 
 
 @MODELS.register_module()
-class CAMClassifier(BaseSegmentor):
+class CAMClassifier(HeadSegmentor):
     """Stage 1: a classifier trained on image-level labels that predicts CAMs.
 
     Training: backbone -> :class:`CAMHead` with the multi-label soft-margin
@@ -42,6 +42,8 @@ class CAMClassifier(BaseSegmentor):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    head_name = 'cam_head'
+
     def __init__(self,
                  backbone: dict,
                  cam_head: dict,
@@ -50,14 +52,9 @@ class CAMClassifier(BaseSegmentor):
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone)
-        if neck is not None:
-            self.neck = MODELS.build(neck)
-        self.cam_head = MODELS.build(cam_head)
+        super().__init__(backbone, cam_head, neck, train_cfg, test_cfg,
+                         data_preprocessor, init_cfg)
         self.num_classes = self.cam_head.num_classes
-        self.train_cfg = train_cfg
         test_cfg = dict(test_cfg or {})
         self.scales = tuple(test_cfg.get('scales', (1.0, 0.5, 1.5, 2.0)))
         self.flip = bool(test_cfg.get('flip', True))
@@ -65,13 +62,6 @@ class CAMClassifier(BaseSegmentor):
         if not self.scales:
             raise ValueError('test_cfg.scales must name at least one scale')
         self.test_cfg = test_cfg
-
-    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor]:
-        """Backbone (and neck) features."""
-        x = self.backbone(inputs)
-        if self.with_neck:
-            x = self.neck(x)
-        return x
 
     def encode_decode(self, inputs: Tensor,
                       batch_data_samples: Optional[List] = None) -> Tensor:
@@ -83,10 +73,6 @@ class CAMClassifier(BaseSegmentor):
                  data_samples: Optional[List] = None) -> Tensor:
         """Image-level logits (B, C)."""
         return self.cam_head(self.extract_feat(inputs))
-
-    def loss(self, inputs: Tensor, data_samples: List) -> dict:
-        """Multi-label classification loss (see :class:`CAMHead`)."""
-        return self.cam_head.loss(self.extract_feat(inputs), data_samples)
 
     def multiscale_cams(self, img: Tensor, size: Sequence[int]) -> Tensor:
         """Summed, un-normalised CAMs of one image over scales and flips.
