@@ -26,8 +26,8 @@ model = dict(
         contract_dilation=True,
         norm_cfg=dict(type='BN', requires_grad=True)),
     cam_head=dict(
-        type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.1),
-    test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold=0.2))
+        type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.5),
+    test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold=0.45))
 max_iters = 3000
 # From scratch on CPU, AdamW converges far faster than the paper's SGD
 # (which assumes ImageNet weights).

@@ -6,7 +6,10 @@ stages = [
     dict(
         name='data',
         script='tools/dataset_converters/make_demo_dataset.py',
-        args=['data/demo', '--seed', '0']),
+        args=[
+            'data/demo', '--seed', '0', '--num-train', '800', '--num-val',
+            '100'
+        ]),
     dict(
         name='cam_baselines',
         script='tools/analysis_tools/cam_baselines.py',
