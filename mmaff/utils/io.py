@@ -23,6 +23,13 @@ import numpy as np
 from PIL import Image
 
 
+def _file_mode() -> int:
+    """Mode of a new file under the current umask (mkstemp makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
     """Write a file through a temporary name in the same folder + rename.
 
@@ -39,6 +46,7 @@ def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):

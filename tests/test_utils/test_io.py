@@ -284,3 +284,17 @@ def test_load_label_png_checks(tmp_path):
     corrupt.write_bytes(b'\x89PNG not really')
     with pytest.raises(ValueError, match='corrupt.png'):
         load_label_png(str(corrupt))
+
+
+def test_atomic_write_gives_files_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    from mmaff.utils.io import atomic_write
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / 'x.txt'
+        atomic_write(str(path), lambda p: open(p, 'w').write('a'))
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    finally:
+        os.umask(old)
