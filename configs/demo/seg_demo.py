@@ -1,6 +1,8 @@
 # Stage 5 on the demo set: a small mmseg EncoderDecoder (dilated ResNet-18
 # + FCN head) trained on the random-walk + dCRF pseudo labels of the train
-# images and evaluated on the real masks of the val images.
+# images and evaluated on the real masks of the val images. With no
+# ImageNet weights on the demo machine, the backbone starts from the demo's
+# stage-1 classifier (the VOC configs start from ImageNet, as the paper).
 _base_ = ['../_base_/default_runtime.py']
 data_root = 'data/demo'
 metainfo = dict(
@@ -27,7 +29,11 @@ model = dict(
         dilations=(1, 1, 2, 4),
         strides=(1, 2, 1, 1),
         contract_dilation=True,
-        norm_cfg=dict(type='BN', requires_grad=True)),
+        norm_cfg=dict(type='BN', requires_grad=True),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='work_dirs/demo/cam/iter_3000.pth',
+            prefix='backbone.')),
     decode_head=dict(
         type='FCNHead',
         in_channels=128,
