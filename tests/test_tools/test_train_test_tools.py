@@ -188,8 +188,9 @@ train_dataloader = dict(batch_size=2, num_workers=0,
                                      label_dir='{labels}'))
 train_cfg = dict(max_iters=2, val_interval=100)
 default_hooks = dict(logger=dict(interval=1))
-""" + ("model = dict(backbone=dict(init_cfg=None))\n"
-       if stage == 'seg' else ''))
+""" + (f"model = dict(backbone=dict(init_cfg=None))\n"
+       f"val_dataloader = dict(dataset=dict(data_root='{data}'))\n"
+       f"test_dataloader = val_dataloader\n" if stage == 'seg' else ''))
     work = root / f'{stage}_work'
     out = _run([PY, 'tools/train.py', str(cfg), '--work-dir', str(work)])
     assert osp.isfile(work / 'iter_2.pth'), out[-3000:]
