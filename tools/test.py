@@ -10,8 +10,8 @@ import argparse
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
 from mmaff.utils.tool_utils import (add_common_args, build_runner,
-                                    dump_metrics, load_tool_config,
-                                    parse_common_args)
+                                    dump_metrics, finish_distributed,
+                                    load_tool_config, parse_common_args)
 
 
 def parse_args():
@@ -65,6 +65,7 @@ def main():
         from mmengine.dist import is_main_process
         if is_main_process():
             dump_metrics(metrics, args.metrics_out)
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -7,7 +7,8 @@ from mmengine.logging import print_log
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
 from mmaff.utils.tool_utils import (add_common_args, build_runner,
-                                    load_tool_config, parse_common_args)
+                                    finish_distributed, load_tool_config,
+                                    parse_common_args)
 
 
 def parse_args():
@@ -44,6 +45,7 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
     build_runner(cfg).train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

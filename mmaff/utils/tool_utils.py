@@ -119,3 +119,16 @@ def build_runner(cfg: Config):
         return Runner.from_cfg(cfg)
     from mmaff.registry import RUNNERS
     return RUNNERS.build(cfg)
+
+
+def finish_distributed() -> None:
+    """Tear the process group down in step on every rank.
+
+    Without it, a gloo group can abort a rank at interpreter exit
+    ("terminate called without an active exception") after a successful
+    run.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
