@@ -197,6 +197,14 @@ def random_walk(scores: Tensor,
     and images at once; no dense ``N x N`` matrix is ever built. The walk is
     not differentiable (inputs are detached).
 
+    Note:
+        On CPU each step is a short multi-threaded call. When the cores are
+        oversubscribed (other processes running OpenMP threads), OpenMP's
+        default spin-waiting can make the walk 50-80x slower; run such
+        processes with ``OMP_WAIT_POLICY=passive`` or ``OMP_NUM_THREADS=1``
+        (see ``docs/benchmarks.md``, "Random walk"). Batching several images
+        in one call amortises the per-step cost.
+
     Args:
         scores (Tensor): (B, C, h, w) class scores on the grid (e.g. the
             background score and the CAMs, average-pooled to stride 8).

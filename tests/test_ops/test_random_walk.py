@@ -99,6 +99,12 @@ def test_one_pixel_grid_is_identity():
     torch.testing.assert_close(out, scores)
 
 
+def test_radius_one_has_no_pairs():
+    scores = torch.rand(2, 3, 4, 5)
+    out = random_walk(scores, torch.zeros(2, 0, 4, 5), steps=7, radius=1)
+    torch.testing.assert_close(out, scores)
+
+
 def test_batch_of_two_different_contents():
     h, w, radius = 6, 7, 5
     torch.manual_seed(0)
