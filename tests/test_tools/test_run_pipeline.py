@@ -89,3 +89,24 @@ def test_pipeline_rejects_duplicate_stage_names(tmp_path):
                    "dict(name='a', script='y.py')]\n")
     with pytest.raises(ValueError, match='unique'):
         run_pipeline.run_pipeline(str(cfg))
+
+
+def test_distributed_stages_go_through_torchrun(tmp_path):
+    stage = dict(
+        name='t', script='tools/train.py', args=['cfg.py'], distributed=True,
+        resume=True, resume_dir='{work_dir}/t')
+    plain = dict(name='p', script='tools/x.py', args=['{work_dir}/a'])
+    work = str(tmp_path)
+    cmd = run_pipeline._stage_command(stage, work, 'pytorch', 4)
+    assert cmd[1:3] == ['-m', 'torch.distributed.run']
+    assert '--nproc_per_node=4' in cmd
+    assert cmd[-3:] == ['cfg.py', '--launcher', 'pytorch']
+    # no checkpoint yet: no --resume; with one: --resume
+    (tmp_path / 't').mkdir()
+    (tmp_path / 't' / 'iter_2.pth').write_bytes(b'')
+    cmd = run_pipeline._stage_command(stage, work, 'none', 1)
+    assert cmd[-2:] == ['cfg.py', '--resume']
+    assert 'torch.distributed.run' not in cmd
+    # non-distributed stages never get a launcher
+    cmd = run_pipeline._stage_command(plain, work, 'pytorch', 4)
+    assert cmd[-1] == f'{work}/a' and '--launcher' not in cmd
