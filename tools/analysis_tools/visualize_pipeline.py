@@ -11,7 +11,6 @@ Usage:
         AFF_CFG AFF_CKPT SEG_CFG SEG_CKPT --num 4 --out grid.png
 """
 import argparse
-import os.path as osp
 
 import cv2
 import numpy as np

@@ -45,7 +45,7 @@ import os.path as osp
 import shutil
 import sys
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
