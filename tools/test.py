@@ -2,8 +2,10 @@
 """Test (evaluate, visualise, export) a model, like mmseg's tool.
 
 ``--out DIR`` sets the output folder of the config's export hooks (every
-custom hook with an ``out_dir``, e.g. ``CAMExportHook``); a config without
-one falls back to mmseg's behaviour (the evaluator's ``output_dir``).
+custom hook with an ``out_dir``, e.g. ``CAMExportHook``; the
+``RandomWalkHook``'s dCRF labels go to ``DIR_crf``) and the evaluator follows
+them; a config without one falls back to mmseg's behaviour (the evaluator's
+``output_dir``).
 """
 import argparse
 
@@ -11,7 +13,8 @@ import argparse
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
 from mmaff.utils.tool_utils import (add_common_args, build_runner,
                                     dump_metrics, finish_distributed,
-                                    load_tool_config, parse_common_args)
+                                    load_tool_config, parse_common_args,
+                                    redirect_outputs)
 
 
 def parse_args():
@@ -51,15 +54,9 @@ def main():
             vis['wait_time'] = args.wait_time
         if args.show_dir:
             cfg.visualizer['save_dir'] = args.show_dir
-    if args.out is not None:
-        export_hooks = [
-            h for h in cfg.get('custom_hooks', []) or [] if 'out_dir' in h
-        ]
-        for hook in export_hooks:
-            hook['out_dir'] = args.out
-        if not export_hooks:
-            cfg.test_evaluator['output_dir'] = args.out
-            cfg.test_evaluator['keep_results'] = True
+    if args.out is not None and not redirect_outputs(cfg, args.out):
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
     metrics = build_runner(cfg).test()
     if args.metrics_out:
         from mmengine.dist import is_main_process

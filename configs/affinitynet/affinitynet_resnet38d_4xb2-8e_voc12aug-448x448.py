@@ -17,7 +17,7 @@ val_cfg = None
 #   --cfg-options \
 #     test_dataloader.dataset.ann_file=ImageSets/Segmentation/trainaug.txt \
 #     test_dataloader.dataset.data_prefix.seg_map_path=SegmentationClassAug
-# (not --out: the metric's label_dirs would not follow it).
+# --out DIR writes the RW labels to DIR and the RW+dCRF ones to DIR_crf.
 cam_dir = 'work_dirs/affinitynet/cams'
 rw_dir = 'work_dirs/affinitynet/pseudo_rw'
 rw_crf_dir = 'work_dirs/affinitynet/pseudo_rw_crf'

@@ -105,6 +105,47 @@ def dump_metrics(metrics: dict, path: str) -> None:
     atomic_write(path, _write)
 
 
+def redirect_outputs(cfg: Config, out: str) -> bool:
+    """Point the config's export hooks at ``out`` (``tools/test.py --out``).
+
+    Every custom hook's ``out_dir`` becomes ``out`` and any other ``*_dir``
+    output it has (e.g. ``RandomWalkHook.crf_out_dir``) ``out`` + ``_`` + its
+    name without ``out_dir`` (``<out>_crf``); wherever the test evaluator
+    names one of the old folders, it follows.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        out (str): The new output folder.
+
+    Returns:
+        bool: Whether any hook was redirected.
+    """
+    moved = {}
+    for hook in cfg.get('custom_hooks', []) or []:
+        if 'out_dir' not in hook:
+            continue
+        for key in [k for k in hook if k.endswith('out_dir')]:
+            if not hook[key]:
+                continue
+            extra = key[:-len('out_dir')].strip('_')
+            new = out if not extra else f'{out}_{extra}'
+            moved[hook[key]] = new
+            hook[key] = new
+
+    def _follow(value):
+        if isinstance(value, str):
+            return moved.get(value, value)
+        if isinstance(value, dict):
+            return type(value)({k: _follow(v) for k, v in value.items()})
+        if isinstance(value, (list, tuple)):
+            return type(value)(_follow(v) for v in value)
+        return value
+
+    if moved and cfg.get('test_evaluator'):
+        cfg.test_evaluator = _follow(cfg.test_evaluator)
+    return bool(moved)
+
+
 def build_runner(cfg: Config):
     """Build the default Runner or ``cfg.runner_type`` from the registry.
 
