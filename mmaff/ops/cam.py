@@ -8,6 +8,7 @@ is divided by its own spatial maximum (+ ``eps``).
 """
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -115,6 +116,30 @@ def cams_to_label(cams: Tensor, label_ids: Sequence[int],
         raise ValueError(f'cams {tuple(cams.shape)} do not match '
                          f'{len(label_ids)} label ids')
     bg = cams.new_full((1, ) + tuple(cams.shape[1:]), float(bg_threshold))
-    idx = torch.cat([bg, cams.to(bg.dtype)]).argmax(0)
-    lut = torch.tensor([0] + [int(i) for i in label_ids], device=cams.device)
-    return lut[idx]
+    return scores_to_label(torch.cat([bg, cams.to(bg.dtype)]), label_ids)
+
+
+def scores_to_label(scores: Tensor, label_ids: Sequence[int]) -> Tensor:
+    """Argmax over the channels, mapped to label ids.
+
+    Args:
+        scores (Tensor): (K + 1, H, W) scores, channel 0 the background
+            (e.g. from :func:`mmaff.ops.propagate_cams`).
+        label_ids (Sequence[int]): The label id of channels 1..K.
+
+    Returns:
+        Tensor: (H, W) int64 label ids: channel 0 -> 0, channel k ->
+        ``label_ids[k - 1]``. Ties go to the lower channel (background
+        first).
+    """
+    if isinstance(scores, np.ndarray):
+        scores = torch.from_numpy(scores)
+    label_ids = [int(i) for i in label_ids]
+    if not isinstance(scores, Tensor) or scores.dim() != 3 or \
+            scores.shape[0] != len(label_ids) + 1:
+        shape = tuple(scores.shape) if hasattr(scores, 'shape') else \
+            type(scores).__name__
+        raise ValueError(f'scores_to_label: scores {shape} must be (K + 1, '
+                         f'H, W) with K = {len(label_ids)} label ids')
+    lut = torch.tensor([0] + label_ids, dtype=torch.long, device=scores.device)
+    return lut[scores.argmax(0)]

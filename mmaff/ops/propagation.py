@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cam import background_score
+from .cam import background_score, scores_to_label
 from .random_walk import random_walk
 
 __all__ = ['propagate_cams', 'scores_to_label']
@@ -121,32 +121,6 @@ def propagate_cams(cams: Union[Tensor, np.ndarray],
         mode='bilinear',
         align_corners=False)
     return up[0, :, :height, :width]
-
-
-def scores_to_label(scores: Tensor, label_ids: Sequence[int]) -> Tensor:
-    """Argmax over the channels, mapped to label ids.
-
-    Args:
-        scores (Tensor): (K + 1, H, W) scores, channel 0 the background
-            (e.g. from :func:`propagate_cams`).
-        label_ids (Sequence[int]): The label id of channels 1..K.
-
-    Returns:
-        Tensor: (H, W) int64 label ids: channel 0 -> 0, channel k ->
-        ``label_ids[k - 1]``. Ties go to the lower channel (background
-        first).
-    """
-    if isinstance(scores, np.ndarray):
-        scores = torch.from_numpy(scores)
-    label_ids = [int(i) for i in label_ids]
-    if not isinstance(scores, Tensor) or scores.dim() != 3 or \
-            scores.shape[0] != len(label_ids) + 1:
-        shape = tuple(scores.shape) if hasattr(scores, 'shape') else \
-            type(scores).__name__
-        raise ValueError(f'scores_to_label: scores {shape} must be (K + 1, '
-                         f'H, W) with K = {len(label_ids)} label ids')
-    lut = torch.tensor([0] + label_ids, dtype=torch.long, device=scores.device)
-    return lut[scores.argmax(0)]
 
 
 def crf_label(image: np.ndarray, scores: Tensor, label_ids: Sequence[int],
