@@ -5,6 +5,14 @@ A config with ``default_scope='mmaff'`` finds mmaff's components first, then
 mmseg's (the parent), then mmengine's; mmpretrain's components are reached
 as ``mmpretrain.Name``. Each registry's ``locations`` also name mmseg's
 modules, so building by name imports whatever is needed.
+
+mmseg's configs (``_base_ = 'mmseg::...'``) build some components in the
+``mmseg`` scope (mmengine tags every dict of a ``mmseg::`` base with
+``_scope_='mmseg'``; a training loop built there builds its dataloader
+there too). So that mmaff's components are found from that scope as well,
+without scope prefixes in configs, each mmaff component is also registered,
+under its own name, in the parent mmseg registry; it never replaces a
+component that mmseg has (mmseg's keeps priority in mmseg's scope).
 """
 from mmseg.registry import DATA_SAMPLERS as MMSEG_DATA_SAMPLERS
 from mmseg.registry import DATASETS as MMSEG_DATASETS
@@ -24,7 +32,24 @@ from mmseg.registry import TRANSFORMS as MMSEG_TRANSFORMS
 from mmseg.registry import VISBACKENDS as MMSEG_VISBACKENDS
 from mmseg.registry import VISUALIZERS as MMSEG_VISUALIZERS
 from mmseg.registry import WEIGHT_INITIALIZERS as MMSEG_WEIGHT_INITIALIZERS
-from mmengine.registry import Registry
+from mmengine.registry import Registry as _BaseRegistry
+
+
+class Registry(_BaseRegistry):
+    """A child registry whose modules are also visible from its parent.
+
+    See the module docstring: registering ``Foo`` here also registers it in
+    ``parent`` under the same name, unless the parent has a ``Foo``.
+    """
+
+    def _register_module(self, module, module_name=None, force=False):
+        super()._register_module(module, module_name, force)
+        names = module_name or module.__name__
+        for name in [names] if isinstance(names, str) else names:
+            if self.parent is not None and \
+                    name not in self.parent.module_dict:
+                self.parent._register_module(module, name)
+
 
 RUNNERS = Registry('runner', parent=MMSEG_RUNNERS)
 LOOPS = Registry('loop', parent=MMSEG_LOOPS)

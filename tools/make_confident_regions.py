@@ -46,6 +46,7 @@ from typing import Dict, List, Optional, Sequence
 import mmcv
 import numpy as np
 import torch
+from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
 from mmaff.ops.confident import (confident_region_map, confident_region_stats,
@@ -63,6 +64,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='a stage-3 config whose `confident_regions` dict gives '
         'cam_dir, out_dir, alphas, crf and the dataset (images, image-level '
         'labels, optional masks for scoring); replaces the path options')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of --config, key=value pairs (e.g. '
+        'confident_regions.cam_dir=DIR confident_regions.out_dir=DIR)')
     parser.add_argument('--img-dir', help='image folder')
     parser.add_argument('--cam-dir', help='folder of <img_id>.npz CAM files')
     parser.add_argument('--out-dir', help='output folder of <img_id>.png')
@@ -80,8 +87,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--alpha-high',
         type=float,
-        default=32,
-        help='power of the weak background (default 32)')
+        default=24,
+        help='power of the weak background (default 24, the paper\'s)')
     parser.add_argument(
         '--stride', type=int, default=8, help='fusion stride (default 8)')
     parser.add_argument(
@@ -106,11 +113,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def samples_from_config(config: str) -> Dict:
+def samples_from_config(config: str,
+                        cfg_options: Optional[dict] = None) -> Dict:
     """Samples and settings from a config's ``confident_regions`` dict.
 
     Args:
         config (str): Config path (e.g. an AffinityNet config).
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
 
     Returns:
         dict: ``samples`` and the keyword arguments of :func:`run`.
@@ -121,6 +130,8 @@ def samples_from_config(config: str) -> Dict:
     from mmaff.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     if 'confident_regions' not in cfg:
         raise KeyError(f'{config} has no `confident_regions` settings')
     spec = cfg.confident_regions.copy()
@@ -262,7 +273,7 @@ def run(samples: Sequence[Dict],
         out_dir: str,
         workers: int = 2,
         alpha_low: float = 4,
-        alpha_high: float = 32,
+        alpha_high: float = 24,
         crf: Optional[dict] = None,
         stride: int = 8,
         gt_dir: Optional[str] = None,
@@ -282,7 +293,7 @@ def run(samples: Sequence[Dict],
         workers (int): Worker processes; 0 runs in this process.
             Defaults to 2.
         alpha_low (float): Amplified-background power. Defaults to 4.
-        alpha_high (float): Weak-background power. Defaults to 32.
+        alpha_high (float): Weak-background power. Defaults to 24.
         crf (dict, optional): ``dense_crf`` keyword arguments. Defaults to
             None (the reference's).
         stride (int): Fusion stride. Defaults to 8.
@@ -406,7 +417,7 @@ def run(samples: Sequence[Dict],
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = parse_args(argv)
     if args.config:
-        spec = samples_from_config(args.config)
+        spec = samples_from_config(args.config, args.cfg_options)
         spec.setdefault('workers', args.workers)
         if args.stats_out:
             spec['stats_out'] = args.stats_out

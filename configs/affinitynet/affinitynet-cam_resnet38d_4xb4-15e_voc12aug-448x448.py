@@ -7,4 +7,8 @@ _base_ = [
     '../_base_/datasets/voc12aug_image_labels.py',
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_cam_15e.py'
 ]
+# Every training crop is padded to 448 x 448 (as the authors' random crop
+# does); test images keep their own size.
+crop_size = (448, 448)
+model = dict(data_preprocessor=dict(size=crop_size))
 custom_hooks = [dict(type='CAMExportHook', out_dir='work_dirs/affinitynet/cams')]

@@ -1,6 +1,8 @@
 # The demo pipeline: `make demo` runs
 #   python tools/run_pipeline.py configs/demo/pipeline_demo.py
-# Every stage is a standard tool run; finished stages are skipped.
+# Every stage is a standard tool run; finished stages are skipped. Every
+# hand-over (CAM files, confident regions, pseudo labels, checkpoints) lives
+# under work_dir and is passed to the stage that reads it.
 work_dir = 'work_dirs/demo'
 stages = [
     dict(
@@ -44,8 +46,11 @@ stages = [
         script='tools/make_confident_regions.py',
         args=[
             '--config', 'configs/demo/aff_demo.py', '--workers', '2',
-            '--stats-out', '{work_dir}/confident_regions_stats.json'
+            '--stats-out', '{work_dir}/confident_regions_stats.json',
+            '--cfg-options', 'confident_regions.cam_dir={work_dir}/cams',
+            'confident_regions.out_dir={work_dir}/conf'
         ],
+        smoke_args=['confident_regions.dataset.indices={smoke_images}'],
         summary=dict(
             key='confident_regions',
             file='{work_dir}/confident_regions_stats.json',
@@ -56,7 +61,11 @@ stages = [
     dict(
         name='aff_train',
         script='tools/train.py',
-        args=['configs/demo/aff_demo.py', '--work-dir', '{work_dir}/aff'],
+        args=[
+            'configs/demo/aff_demo.py', '--work-dir', '{work_dir}/aff',
+            '--cfg-options',
+            'train_dataloader.dataset.label_dir={work_dir}/conf'
+        ],
         distributed=True,
         resume=True,
         resume_dir='{work_dir}/aff'),
@@ -66,7 +75,10 @@ stages = [
         args=[
             'configs/demo/aff_demo.py',
             dict(last_checkpoint='{work_dir}/aff'), '--work-dir',
-            '{work_dir}/aff', '--metrics-out', '{work_dir}/rw_metrics.json'
+            '{work_dir}/aff', '--out', '{work_dir}/pseudo_rw',
+            '--metrics-out', '{work_dir}/rw_metrics.json', '--cfg-options',
+            'custom_hooks.0.cam_dir={work_dir}/cams',
+            'test_evaluator.cam_dir={work_dir}/cams'
         ],
         distributed=True,
         summary=[
@@ -80,7 +92,13 @@ stages = [
     dict(
         name='seg_train',
         script='tools/train.py',
-        args=['configs/demo/seg_demo.py', '--work-dir', '{work_dir}/seg'],
+        args=[
+            'configs/demo/seg_demo.py', '--work-dir', '{work_dir}/seg',
+            '--cfg-options',
+            'train_dataloader.dataset.label_dir={work_dir}/pseudo_rw_crf',
+            'model.backbone.init_cfg.checkpoint='
+            '{last_checkpoint:{work_dir}/cam}'
+        ],
         distributed=True,
         resume=True,
         resume_dir='{work_dir}/seg'),

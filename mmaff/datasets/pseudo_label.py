@@ -1,6 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 import os.path as osp
-from typing import List
 
 from mmaff.registry import DATASETS
 from .base_voc import OwnClassesVOCDataset
@@ -33,21 +32,20 @@ class PseudoLabelDataset(OwnClassesVOCDataset):
         self.label_dir = label_dir
         super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
 
-    def load_data_list(self) -> List[dict]:
-        """Load the split and check that every label map exists.
-
-        Returns:
-            list[dict]: Data infos.
-        """
-        data_list = super().load_data_list()
-        missing = [
-            info['seg_map_path'] for info in data_list
-            if not osp.isfile(info.get('seg_map_path', ''))
+    def full_init(self) -> None:
+        """Load the split (and its ``indices`` subset), then check that
+        every label map of the images kept exists."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        paths = [
+            self.get_data_info(i).get('seg_map_path', '')
+            for i in range(len(self))
         ]
+        missing = [p for p in paths if not osp.isfile(p)]
         if missing:
             shown = ', '.join(missing[:5])
             raise FileNotFoundError(
-                f'{len(missing)} of {len(data_list)} generated label maps '
+                f'{len(missing)} of {len(paths)} generated label maps '
                 f'are missing (listed in {self.ann_file}), e.g. {shown}; '
                 'run the stage that writes them first')
-        return data_list

@@ -4,7 +4,7 @@
 From the normalised CAMs of an image's present classes two background
 scores are formed, ``(1 - max_c CAM_c) ** alpha`` with a small
 ``alpha_low`` (4: a large background score, foreground survives only where
-the CAM is confident) and a large ``alpha_high`` (32: a small background
+the CAM is confident) and a large ``alpha_high`` (24: a small background
 score, background survives only where it is confident). Each
 ``[bg, CAMs]`` stack is refined by the dense CRF, both refined stacks are
 average-pooled to the feature stride (8) and fused:
@@ -162,7 +162,7 @@ def confident_region_map(image: np.ndarray,
                          cams: ArrayLike,
                          label_ids: Sequence[int],
                          alpha_low: float = 4,
-                         alpha_high: float = 32,
+                         alpha_high: float = 24,
                          stride: int = 8,
                          crf: Optional[dict] = None) -> np.ndarray:
     """Confident-region map of one image from its normalised CAMs.
@@ -181,8 +181,8 @@ def confident_region_map(image: np.ndarray,
         label_ids (Sequence[int]): Label id of each CAM channel (K,).
         alpha_low (float): Power of the amplified background. Defaults
             to 4.
-        alpha_high (float): Power of the weak background. Defaults to 32
-            (the authors' released models; the paper used 24).
+        alpha_high (float): Power of the weak background. Defaults to 24
+            (the CVPR paper; the authors' released models use 32).
         stride (int): Feature stride of the fusion grid. Defaults to 8.
         crf (dict, optional): Keyword arguments for
             :func:`mmaff.ops.crf.dense_crf` (None: its reference defaults).

@@ -142,3 +142,29 @@ def test_mmseg_and_mmpretrain_names_resolve(mmaff_scope):
 def test_unknown_name_fails(mmaff_scope):
     with pytest.raises(KeyError, match='NoSuchHead'):
         reg.MODELS.build(dict(type='NoSuchHead'))
+
+
+def test_mmaff_components_are_found_from_the_mmseg_scope(fresh_scopes):
+    """Configs inheriting mmseg's bases build some parts in mmseg's scope
+    (a loop tagged ``_scope_='mmseg'`` builds its dataloader there)."""
+    import mmseg.registry as mmseg_reg
+    from mmengine.registry import DATASETS as ROOT_DATASETS
+    from mmengine.registry import LOOPS as ROOT_LOOPS
+    register_all_modules(init_default_scope=False)
+    for name, registry in (('PseudoLabelDataset', 'DATASETS'),
+                           ('VOCImageLabelDataset', 'DATASETS'),
+                           ('ColorJitter', 'TRANSFORMS'),
+                           ('ResNet38d', 'MODELS'), ('CAMMetric', 'METRICS'),
+                           ('RandomWalkHook', 'HOOKS')):
+        ours = getattr(reg, registry).get(name)
+        assert ours is not None and ours.__module__.startswith('mmaff.')
+        assert getattr(mmseg_reg, registry).get(name) is ours
+    # mmseg's own components keep priority in mmseg's scope
+    assert mmseg_reg.TRANSFORMS.get('RandomFlip').__module__.startswith(
+        'mmseg.')
+    # as the Runner does it: the default scope switched to mmseg
+    with ROOT_LOOPS.switch_scope_and_registry('mmseg') as loops:
+        assert loops.scope == 'mmseg'
+        with ROOT_DATASETS.switch_scope_and_registry(None) as datasets:
+            assert datasets.get('PseudoLabelDataset') is \
+                reg.DATASETS.get('PseudoLabelDataset')
