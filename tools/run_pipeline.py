@@ -104,7 +104,7 @@ def _fmt(value, work_dir, dry_run: bool = False):
 
 def _has_parent(cfg: Config, key: str) -> bool:
     """Whether the section that ``key`` (``a.b.c``) sets exists in cfg."""
-    node = cfg
+    node = dict(cfg.items())
     for part in key.split('.')[:-1]:
         if isinstance(node, (list, tuple)) and part.isdigit():
             if int(part) >= len(node):

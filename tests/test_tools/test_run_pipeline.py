@@ -110,3 +110,79 @@ def test_distributed_stages_go_through_torchrun(tmp_path):
     # non-distributed stages never get a launcher
     cmd = run_pipeline._stage_command(plain, work, 'pytorch', 4)
     assert cmd[-1] == f'{work}/a' and '--launcher' not in cmd
+
+
+def test_placeholders_from_top_level_keys(tmp_path):
+    names = dict(work_dir='w', cfg='c.py', n=3)
+    assert run_pipeline._fmt(['{cfg}', '{work_dir}/x{n}', '{unknown}'],
+                             names) == ['c.py', 'w/x3', '{unknown}']
+    (tmp_path / 'last_checkpoint').write_text('/x/iter_2.pth\n')
+    assert run_pipeline._fmt(f'k={{last_checkpoint:{tmp_path}}}',
+                             names) == 'k=/x/iter_2.pth'
+    # a dry run reads no checkpoint and shows a shell expression
+    shown = run_pipeline.format_command(
+        run_pipeline._fmt(['a', 'k={last_checkpoint:{work_dir}/m}'], names,
+                          dry_run=True))
+    assert shown == 'a "k=$(cat w/m/last_checkpoint)"'
+
+
+def _stage_cfg(tmp_path, with_val):
+    cfg = tmp_path / 'stage.py'
+    cfg.write_text(
+        'train_cfg = dict(type="IterBasedTrainLoop", max_iters=100)\n'
+        'train_dataloader = dict(batch_size=8, dataset=dict(type="X"))\n'
+        f'val_dataloader = {"dict(dataset=dict(type=1))" if with_val else None}\n'
+        'test_dataloader = dict(dataset=dict(type="Y"))\n')
+    return str(cfg)
+
+
+def test_smoke_and_cfg_options_of_train_and_test_stages(tmp_path):
+    cfg = _stage_cfg(tmp_path, with_val=False)
+    train = dict(name='t', script='tools/train.py', args=[cfg])
+    test = dict(name='e', script='tools/test.py', args=[cfg, 'ck.pth'])
+    other = dict(
+        name='o', script='tools/x.py', args=['a'], smoke_args=['n={n}'])
+    smoke = dict(iters=2, images=4)
+    opts = {'train_dataloader.batch_size': 2, 'val_dataloader.num_workers': 0}
+    cmd = run_pipeline._stage_command(train, dict(work_dir='w', n=4), 'none',
+                                      1, smoke, opts, amp=True)
+    at = cmd.index('--cfg-options')
+    # no val_dataloader in this config: its option is not passed
+    assert cmd[at + 1:] == [
+        'train_cfg.max_iters=2', 'train_dataloader.dataset.indices=4',
+        'test_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2',
+        '--amp'
+    ]
+    cmd = run_pipeline._stage_command(test, 'w', 'none', 1, smoke, opts)
+    assert cmd[-3:] == [
+        '--cfg-options', 'test_dataloader.dataset.indices=4',
+        'train_dataloader.batch_size=2'
+    ]
+    cfg_val = _stage_cfg(tmp_path, with_val=True)
+    cmd = run_pipeline._stage_command(
+        dict(train, args=[cfg_val, '--cfg-options', 'a=1']), 'w', 'none', 1,
+        None, opts)
+    # options join the stage's own --cfg-options
+    assert cmd[-4:] == [
+        '--cfg-options', 'train_dataloader.batch_size=2',
+        'val_dataloader.num_workers=0', 'a=1'
+    ]
+    # other tools: only their smoke_args, and only in smoke runs
+    assert run_pipeline._stage_command(other, dict(work_dir='w', n=4),
+                                       'none', 1, smoke, opts)[-2:] == [
+                                           'a', 'n=4'
+                                       ]
+    assert run_pipeline._stage_command(other, 'w', 'none', 1, None,
+                                       opts)[-1] == 'a'
+
+
+def test_smoke_run_uses_its_own_work_dir_and_dry_run_runs_nothing(
+        tmp_path, capsys):
+    cfg, count, flag, work = _setup(tmp_path)
+    assert run_pipeline.run_pipeline(str(cfg), dry_run=True) == {}
+    assert not count.exists() and not work.exists()
+    out = capsys.readouterr().out
+    assert out.count('# ') == 3 and 'stage.py a ' in out
+    summary = run_pipeline.run_pipeline(str(cfg), smoke=True)
+    assert summary == {'a': {'score': 1}, 'b': {'score': 1}, 'c': {'score': 1}}
+    assert osp.isfile(f'{work}_smoke/summary.json') and not work.exists()
