@@ -52,7 +52,7 @@ from mmengine.utils import ProgressBar
 from mmaff.ops.confident import (confident_region_map, confident_region_stats,
                                  summarize_confident_stats)
 from mmaff.utils.io import (atomic_write, load_cam_file, load_label_png,
-                            save_label_png)
+                            read_split, save_label_png)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -150,14 +150,6 @@ def samples_from_config(config: str,
             gt_dir = osp.dirname(info['seg_map_path'])
     spec.setdefault('gt_dir', gt_dir)
     return dict(samples=samples, **spec)
-
-
-def read_split(path: str) -> List[str]:
-    """Image ids of a split file (first token of each non-empty line)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'split file not found: {path}')
-    with open(path) as f:
-        return [line.split()[0] for line in f if line.strip()]
 
 
 def build_samples(img_dir: str,

@@ -25,24 +25,8 @@ rw_crf_dir = 'work_dirs/affinitynet/pseudo_rw_crf'
 # only applies to training batches).
 model = dict(data_preprocessor=dict(test_cfg=dict(size_divisor=8)))
 # One image per batch at its own size; round_up=False: under dist_test.sh
-# every image goes to exactly one rank.
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-    dataset=dict(
-        type='VOCImageLabelDataset',
-        data_root={{_base_.data_root}},
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClass'),
-        ann_file='ImageSets/Segmentation/train.txt',
-        label_source='xml',
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations'),
-            dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
-        ]))
+# every image goes to exactly one rank (the base's test dataloader).
+test_dataloader = dict(num_workers=2, persistent_workers=False)
 test_evaluator = dict(
     type='PseudoLabelMetric',
     cam_dir=cam_dir,

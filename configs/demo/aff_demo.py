@@ -1,6 +1,7 @@
 # Stages 2-3 on the demo set: confident regions from the demo CAMs, then a
 # small AffinityNet (dilated ResNet-18 taps at stride 8) trained on them.
 _base_ = [
+    '../_base_/models/resnet18-d8_demo.py',
     '../_base_/datasets/voc12aug_confident_regions.py',
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_aff_8e.py'
 ]
@@ -10,26 +11,8 @@ metainfo = dict(
 conf_dir = 'work_dirs/demo/conf'
 model = dict(
     type='AffinityNet',
-    data_preprocessor=dict(
-        type='SegDataPreProcessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        size_divisor=8,
-        pad_val=0,
-        seg_pad_val=255,
-        test_cfg=dict(size_divisor=8)),  # test images padded to 8 too
-    backbone=dict(
-        type='ResNetV1c',
-        depth=18,
-        stem_channels=16,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(1, 2, 3),
-        dilations=(1, 1, 2, 4),
-        strides=(1, 2, 1, 1),
-        contract_dilation=True,
-        norm_cfg=dict(type='BN', requires_grad=True)),
+    # padded to a multiple of 8, training batches and test images alike
+    data_preprocessor=dict(size_divisor=8, test_cfg=dict(size_divisor=8)),
     aff_head=dict(
         type='AffinityHead',
         in_channels=(32, 64, 128),
@@ -96,24 +79,11 @@ randomness = dict(seed=0)
 cam_dir = 'work_dirs/demo/cams'
 rw_dir = 'work_dirs/demo/pseudo_rw'
 rw_crf_dir = 'work_dirs/demo/pseudo_rw_crf'
+# (the base's test split is train, which is the demo's trainaug)
 test_dataloader = dict(
-    batch_size=1,
     num_workers=0,
     persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-    dataset=dict(
-        type='VOCImageLabelDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClass'),
-        ann_file='ImageSets/Segmentation/trainaug.txt',
-        label_source='xml',
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations'),
-            dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
-        ]))
+    dataset=dict(data_root=data_root, metainfo=metainfo))
 test_evaluator = dict(
     type='PseudoLabelMetric',
     cam_dir=cam_dir,

@@ -1,30 +1,12 @@
 # Stage 1 on the demo set: a small dilated ResNet-18 (output stride 8)
 # trained from scratch on 2 CPU cores in a few minutes.
 _base_ = [
-    './_base_demo_data.py', '../_base_/default_runtime.py',
+    '../_base_/models/resnet18-d8_demo.py', './_base_demo_data.py', '../_base_/default_runtime.py',
     '../_base_/schedules/schedule_cam_15e.py'
 ]
 model = dict(
     type='CAMClassifier',
-    data_preprocessor=dict(
-        type='SegDataPreProcessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        size=(112, 112),
-        pad_val=0,
-        seg_pad_val=255),
-    backbone=dict(
-        type='ResNetV1c',
-        depth=18,
-        stem_channels=16,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(3, ),
-        dilations=(1, 1, 2, 4),
-        strides=(1, 2, 1, 1),
-        contract_dilation=True,
-        norm_cfg=dict(type='BN', requires_grad=True)),
+    data_preprocessor=dict(size=(112, 112)),
     cam_head=dict(
         type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.5),
     test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold=0.45))

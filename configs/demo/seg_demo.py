@@ -3,7 +3,9 @@
 # images and evaluated on the real masks of the val images. With no
 # ImageNet weights on the demo machine, the backbone starts from the demo's
 # stage-1 classifier (the VOC configs start from ImageNet, as the paper).
-_base_ = ['../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/models/resnet18-d8_demo.py', '../_base_/default_runtime.py'
+]
 data_root = 'data/demo'
 metainfo = dict(
     classes=('background', 'dots', 'stripes', 'rings', 'checks', 'cross'))
@@ -11,25 +13,10 @@ pseudo_dir = 'work_dirs/demo/pseudo_rw_crf'
 crop_size = (112, 112)
 model = dict(
     type='EncoderDecoder',
-    data_preprocessor=dict(
-        type='SegDataPreProcessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        size=crop_size,
-        pad_val=0,
-        seg_pad_val=255),
+    data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        type='ResNetV1c',
-        depth=18,
-        stem_channels=16,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(3, ),
-        dilations=(1, 1, 2, 4),
-        strides=(1, 2, 1, 1),
-        contract_dilation=True,
-        norm_cfg=dict(type='BN', requires_grad=True),
+        # the stage-1 classifier's backbone (the pipeline passes its last
+        # checkpoint)
         init_cfg=dict(
             type='Pretrained',
             checkpoint='work_dirs/demo/cam/iter_3000.pth',
@@ -37,7 +24,7 @@ model = dict(
     decode_head=dict(
         type='FCNHead',
         in_channels=128,
-        in_index=0,
+        in_index=2,
         channels=64,
         num_convs=2,
         dilation=6,

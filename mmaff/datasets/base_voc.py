@@ -4,7 +4,7 @@ from typing import List
 
 from mmseg.datasets import PascalVOCDataset
 
-from mmaff.utils.io import voc_palette
+from mmaff.utils.io import check_unique_ids, voc_palette
 
 
 class OwnClassesVOCDataset(PascalVOCDataset):
@@ -15,7 +15,7 @@ class OwnClassesVOCDataset(PascalVOCDataset):
     names the dataset's own classes (background first) in the order of the
     ids its masks use. The palette defaults to the VOC colour map. Loading
     fails early, naming the file, on a missing or empty split file or a
-    missing image.
+    missing image, or an image listed twice.
     """
 
     @classmethod
@@ -42,6 +42,8 @@ class OwnClassesVOCDataset(PascalVOCDataset):
         data_list = super().load_data_list()
         if not data_list:
             raise ValueError(f'split file {self.ann_file} lists no images')
+        check_unique_ids([info['img_path'] for info in data_list],
+                         self.ann_file)
         for info in data_list:
             if not osp.isfile(info['img_path']):
                 raise FileNotFoundError(

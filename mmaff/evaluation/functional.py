@@ -1,18 +1,30 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-"""Segmentation scoring shared by every mmaff metric and tool."""
+"""Segmentation scoring shared by every mmaff metric and tool.
+
+The arithmetic is mmseg's (``IoUMetric.intersect_and_union`` and
+``total_area_to_metrics``); this module adds the input checks and the
+per-class table that mmaff's metrics print.
+"""
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+import torch
 from mmengine.logging import print_log
+from mmseg.evaluation.metrics import IoUMetric
 from prettytable import PrettyTable
 
 
-def confusion_matrix(pred: np.ndarray,
-                     gt: np.ndarray,
-                     num_classes: int,
-                     ignore_index: int = 255,
-                     name: Optional[str] = None) -> np.ndarray:
-    """Confusion matrix ``conf[gt, pred]`` over the pixels where gt is valid.
+def label_areas(pred: np.ndarray,
+                gt: np.ndarray,
+                num_classes: int,
+                ignore_index: int = 255,
+                name: Optional[str] = None) -> np.ndarray:
+    """Per-class areas of one label map, by mmseg's ``intersect_and_union``.
+
+    The inputs are checked first (mmseg's histogram would silently drop
+    out-of-range values): same shape, ground truth in ``0..K-1`` or
+    ``ignore_index``, predictions in ``0..K-1`` where the ground truth is
+    valid.
 
     Args:
         pred (np.ndarray): Predicted label ids, same shape as ``gt``.
@@ -22,7 +34,9 @@ def confusion_matrix(pred: np.ndarray,
         name (str, optional): Named in errors (e.g. the mask's path).
 
     Returns:
-        np.ndarray: (K, K) int64.
+        np.ndarray: (4, K) int64: the intersection, union, predicted and
+        ground-truth areas of each class (sum them over images, then
+        :func:`iou_from_areas`).
     """
     pred = np.asarray(pred).astype(np.int64)
     gt = np.asarray(gt).astype(np.int64)
@@ -35,29 +49,29 @@ def confusion_matrix(pred: np.ndarray,
     if bad.any():
         raise ValueError(f'ground-truth values {np.unique(gt[bad]).tolist()} '
                          f'outside 0..{num_classes - 1}{where}')
-    p, g = pred[valid], gt[valid]
+    p = pred[valid]
     if ((p < 0) | (p >= num_classes)).any():
         raise ValueError(f'predicted values outside 0..{num_classes - 1}'
                          f'{where}')
-    return np.bincount(
-        g * num_classes + p,
-        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    areas = IoUMetric.intersect_and_union(
+        torch.from_numpy(pred), torch.from_numpy(gt), num_classes,
+        ignore_index)
+    return torch.stack(areas).round().to(torch.int64).numpy()
 
 
-def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """Per-class IoU from a confusion matrix; NaN for classes never seen.
+def iou_from_areas(areas: np.ndarray) -> np.ndarray:
+    """Per-class IoU from summed areas, by mmseg's ``total_area_to_metrics``.
 
     Args:
-        conf (np.ndarray): (K, K) ``conf[gt, pred]``.
+        areas (np.ndarray): (4, K) summed :func:`label_areas`.
 
     Returns:
-        np.ndarray: (K,) IoU in [0, 1].
+        np.ndarray: (K,) IoU in [0, 1]; NaN for a class neither in the
+        ground truth nor predicted.
     """
-    conf = conf.astype(np.float64)
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(union > 0, inter / union, np.nan)
+    areas = torch.as_tensor(np.asarray(areas, dtype=np.float64))
+    metrics = IoUMetric.total_area_to_metrics(*areas, metrics=['mIoU'])
+    return np.asarray(metrics['IoU'], dtype=np.float64)
 
 
 def print_iou_table(columns: Dict[str, np.ndarray],

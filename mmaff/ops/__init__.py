@@ -3,10 +3,9 @@
 from .affinity import (affinity_from_features, affinity_labels, pair_offsets,
                        pair_slices, pair_valid_mask)
 from .cam import (aggregate_cams, background_score, cams_to_label,
-                  normalize_cams)
+                  normalize_cams, pool_to_grid)
 from .confident import (confident_region_map, confident_region_stats,
-                        fuse_confident_regions, pool_to_grid,
-                        summarize_confident_stats)
+                        fuse_confident_regions, summarize_confident_stats)
 from .crf import dense_crf
 from .propagation import crf_label, propagate_cams, scores_to_label
 from .random_walk import random_walk, sparse_transition

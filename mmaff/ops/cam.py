@@ -98,6 +98,38 @@ def background_score(cams: Tensor, alpha: float) -> Tensor:
     return (1 - peak).pow(alpha)
 
 
+def pool_to_grid(scores, stride: int):
+    """Average-pool a score stack to the feature grid, the reference's way.
+
+    The stack is zero-padded right/bottom to a multiple of ``stride`` (the
+    padding carries zero score) and average-pooled by ``stride x stride``
+    blocks, the padding counting in the average: a grid of
+    ``ceil(H / stride) x ceil(W / stride)`` cells. (In a border cell every
+    channel is scaled by the same factor, so its argmax is the mean's over
+    the in-image pixels.)
+
+    Args:
+        scores (Tensor | np.ndarray): (K, H, W) or (B, K, H, W) scores.
+        stride (int): Block size (>= 1).
+
+    Returns:
+        Tensor | np.ndarray: The pooled stack, (..., ceil(H / stride),
+        ceil(W / stride)), of the input's kind (numpy: float32).
+    """
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f'stride must be a positive integer, got {stride}')
+    stride = int(stride)
+    is_numpy = isinstance(scores, np.ndarray)
+    x = torch.from_numpy(np.asarray(scores, np.float32)) if is_numpy \
+        else scores
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % stride, -width % stride
+    batched = x if x.dim() == 4 else x[None]
+    pooled = F.avg_pool2d(F.pad(batched, (0, pad_w, 0, pad_h)), stride)
+    pooled = pooled if x.dim() == 4 else pooled[0]
+    return pooled.numpy() if is_numpy else pooled
+
+
 def cams_to_label(cams: Tensor, label_ids: Sequence[int],
                   bg_threshold: float) -> Tensor:
     """Segment with a constant background score: argmax of [thr, CAMs].

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .cam import background_score
+from .cam import background_score, pool_to_grid, scores_to_label
 from .crf import dense_crf
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -64,37 +64,6 @@ def _check_stride(stride: int) -> int:
     if int(stride) != stride or stride < 1:
         raise ValueError(f'stride must be a positive integer, got {stride}')
     return int(stride)
-
-
-def pool_to_grid(scores: np.ndarray, stride: int) -> np.ndarray:
-    """Average-pool a (K, H, W) stack by ``stride`` x ``stride`` blocks.
-
-    The stack is conceptually zero-padded right/bottom to a multiple of the
-    stride, giving a grid of ``ceil(H / stride) x ceil(W / stride)`` cells.
-    Each cell is the mean over its pixels that lie inside the image; the
-    padding does not enter the average. (The reference divides the block
-    sum by ``stride ** 2`` including the zero padding; that differs from
-    this mean by a positive factor per cell, common to all channels, so the
-    argmax taken on the pooled stack is the same.)
-
-    Args:
-        scores (np.ndarray): (K, H, W) scores.
-        stride (int): Block size.
-
-    Returns:
-        np.ndarray: (K, ceil(H / stride), ceil(W / stride)) float32.
-    """
-    stride = _check_stride(stride)
-    k, height, width = scores.shape
-    h = -(-height // stride)
-    w = -(-width // stride)
-    padded = np.zeros((k, h * stride, w * stride), dtype=np.float64)
-    padded[:, :height, :width] = scores
-    sums = padded.reshape(k, h, stride, w, stride).sum(axis=(2, 4))
-    rows = np.minimum(stride, height - stride * np.arange(h))
-    cols = np.minimum(stride, width - stride * np.arange(w))
-    counts = rows[:, None] * cols[None, :]
-    return (sums / counts).astype(np.float32)
 
 
 def fuse_confident_regions(low_scores: ArrayLike,
@@ -149,12 +118,11 @@ def fuse_confident_regions(low_scores: ArrayLike,
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         raise ValueError('score stacks contain non-finite values')
 
-    low_arg = pool_to_grid(low, stride).argmax(0)
-    high_arg = pool_to_grid(high, stride).argmax(0)
-    lut = np.asarray([0] + ids, dtype=np.uint8)
-    fused = lut[low_arg]
-    fused[low_arg == 0] = ignore_index
-    fused[high_arg == 0] = 0
+    low_label = scores_to_label(pool_to_grid(low, stride), ids).numpy()
+    high_label = scores_to_label(pool_to_grid(high, stride), ids).numpy()
+    fused = low_label.astype(np.uint8)
+    fused[low_label == 0] = ignore_index
+    fused[high_label == 0] = 0
     return fused
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cam import background_score, scores_to_label
+from .cam import background_score, pool_to_grid, scores_to_label
 from .random_walk import random_walk
 
 __all__ = ['propagate_cams', 'scores_to_label']
@@ -111,9 +111,7 @@ def propagate_cams(cams: Union[Tensor, np.ndarray],
     cams = cams.to(device=affinity.device, dtype=dtype)
     bg = background_score(cams, alpha).to(dtype)
     scores = torch.cat([bg, cams])[None]  # (1, K + 1, H, W)
-    pad_h, pad_w = grid_h * stride - height, grid_w * stride - width
-    scores = F.pad(scores, (0, pad_w, 0, pad_h))
-    pooled = F.avg_pool2d(scores, stride)
+    pooled = pool_to_grid(scores, stride)
     walked = random_walk(pooled, affinity[None], beta, steps, radius)
     up = F.interpolate(
         walked,

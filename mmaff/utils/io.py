@@ -17,7 +17,7 @@ import os.path as osp
 import tempfile
 import zipfile
 import zlib
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -52,6 +52,43 @@ def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def check_unique_ids(ids: Sequence[str], path: str) -> None:
+    """Refuse a split that lists an image twice (it would count twice).
+
+    Args:
+        ids (Sequence[str]): The image ids, in file order.
+        path (str): The split file, named in the error.
+    """
+    seen, twice = set(), []
+    for img_id in ids:
+        if img_id in seen:
+            twice.append(img_id)
+        seen.add(img_id)
+    if twice:
+        raise ValueError(f'split file {path} lists {len(twice)} image(s) '
+                         f'more than once, e.g. {twice[0]!r}')
+
+
+def read_split(path: str) -> List[str]:
+    """Read a split file: one image id a line (its first token).
+
+    Args:
+        path (str): The split file.
+
+    Returns:
+        list[str]: The image ids, in order; an error names a missing or
+        empty file and ids listed twice.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'split file not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise ValueError(f'split file {path} lists no images')
+    check_unique_ids(ids, path)
+    return ids
 
 
 def voc_palette(num: int = 256) -> np.ndarray:

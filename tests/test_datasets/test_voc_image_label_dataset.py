@@ -112,6 +112,15 @@ def test_empty_and_missing_split_file(tiny_voc):
         DATASETS.build(_cfg(tiny_voc, 'nosuch'))
 
 
+def test_split_listing_an_image_twice_is_refused(tiny_voc):
+    # the image would be scored (and trained on) twice
+    split = tiny_voc.path('ImageSets', 'Segmentation', 'dup.txt')
+    with open(split, 'w') as f:
+        f.write('img_000\nimg_001\nimg_000\n')
+    with pytest.raises(ValueError, match=r'dup\.txt.*more than once.*img_000'):
+        DATASETS.build(_cfg(tiny_voc, 'dup'))
+
+
 def test_label_source_errors(tiny_voc):
     with pytest.raises(ValueError, match='label_source'):
         DATASETS.build(_cfg(tiny_voc, label_source='json'))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mmaff.evaluation.functional import (confusion_matrix, iou_from_confusion,
+from mmaff.evaluation.functional import (iou_from_areas, label_areas,
                                          print_iou_table)
 
 
@@ -14,7 +14,18 @@ def _brute_confusion(pred, gt, num_classes, ignore_index=255):
     return conf
 
 
-def test_confusion_matrix_by_hand():
+def _areas_of(conf):
+    """(4, K) intersection, union, predicted, ground-truth areas."""
+    inter = np.diag(conf)
+    pred, gt = conf.sum(0), conf.sum(1)
+    return np.stack([inter, pred + gt - inter, pred, gt])
+
+
+def _iou_from_confusion(conf):
+    return iou_from_areas(_areas_of(conf))
+
+
+def test_label_areas_by_hand():
     # yapf: disable
     gt = np.array([[0, 0, 1, 1],
                    [2, 2, 255, 1],
@@ -32,27 +43,27 @@ def test_confusion_matrix_by_hand():
                          [0, 3, 0],
                          [1, 1, 2]])
     # yapf: enable
-    conf = confusion_matrix(pred, gt, 3)
-    assert conf.dtype == np.int64
-    np.testing.assert_array_equal(conf, expected)
-    assert conf.sum() == 10
+    areas = label_areas(pred, gt, 3)
+    assert areas.dtype == np.int64
+    np.testing.assert_array_equal(areas, _areas_of(expected))
+    assert areas[3].sum() == 10
 
 
-def test_confusion_matrix_random_vs_brute_force():
+def test_label_areas_random_vs_brute_force():
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 5, (23, 31))
     gt[rng.random(gt.shape) < 0.2] = 255
     pred = rng.integers(0, 5, gt.shape)
     np.testing.assert_array_equal(
-        confusion_matrix(pred, gt, 5), _brute_confusion(pred, gt, 5))
+        label_areas(pred, gt, 5), _areas_of(_brute_confusion(pred, gt, 5)))
     # another ignore index: 255 is then an error, 4 is skipped
     gt2 = np.where(gt == 255, 4, gt)
     np.testing.assert_array_equal(
-        confusion_matrix(pred, gt2, 5, ignore_index=4),
-        _brute_confusion(pred, gt2, 5, ignore_index=4))
+        label_areas(pred, gt2, 5, ignore_index=4),
+        _areas_of(_brute_confusion(pred, gt2, 5, ignore_index=4)))
 
 
-def test_iou_from_confusion_by_hand():
+def test_iou_from_areas_by_hand():
     # yapf: disable
     conf = np.array([[2, 1, 0, 0],
                      [0, 3, 0, 0],
@@ -63,7 +74,7 @@ def test_iou_from_confusion_by_hand():
     # class 1: tp 3, gt 3, pred 5 -> 3 / 5
     # class 2: tp 2, gt 4, pred 2 -> 2 / 4
     # class 3: never in gt nor predicted -> NaN
-    iou = iou_from_confusion(conf)
+    iou = _iou_from_confusion(conf)
     np.testing.assert_allclose(iou[:3], [0.5, 0.6, 0.5])
     assert np.isnan(iou[3])
     assert np.nanmean(iou) == pytest.approx((0.5 + 0.6 + 0.5) / 3)
@@ -76,37 +87,38 @@ def test_iou_predicted_but_absent_class_is_zero():
                      [0, 2, 0],
                      [0, 0, 0]])
     # yapf: enable
-    iou = iou_from_confusion(conf)
+    iou = _iou_from_confusion(conf)
     np.testing.assert_allclose(iou, [3 / 4, 1.0, 0.0])
 
 
-def test_iou_from_random_confusion_vs_sets():
+def test_iou_from_random_areas_vs_sets():
     rng = np.random.default_rng(1)
     gt = rng.integers(0, 4, 500)
     pred = np.where(rng.random(500) < 0.6, gt, rng.integers(0, 4, 500))
-    iou = iou_from_confusion(confusion_matrix(pred, gt, 4))
+    iou = iou_from_areas(label_areas(pred, gt, 4))
     for c in range(4):
         inter = np.sum((gt == c) & (pred == c))
         union = np.sum((gt == c) | (pred == c))
         assert iou[c] == pytest.approx(inter / union)
 
 
-def test_confusion_matrix_errors():
+def test_label_areas_errors():
     with pytest.raises(ValueError, match=r'\(2, 3\).*\(3, 2\).*mask.png'):
-        confusion_matrix(
+        label_areas(
             np.zeros((2, 3)), np.zeros((3, 2)), 3, name='mask.png')
     with pytest.raises(ValueError, match=r'\[3\].*0\.\.2.*gt.png'):
-        confusion_matrix(
+        label_areas(
             np.zeros((2, 2)), np.array([[0, 3], [1, 255]]), 3, name='gt.png')
     with pytest.raises(ValueError, match=r'\[-1\]'):
-        confusion_matrix(np.zeros((1, 2)), np.array([[-1, 0]]), 3)
+        label_areas(np.zeros((1, 2)), np.array([[-1, 0]]), 3)
     with pytest.raises(ValueError, match='predicted'):
-        confusion_matrix(np.array([[0, 3]]), np.array([[0, 1]]), 3)
+        label_areas(np.array([[0, 3]]), np.array([[0, 1]]), 3)
     with pytest.raises(ValueError, match='predicted'):
-        confusion_matrix(np.array([[-1, 0]]), np.array([[0, 1]]), 3)
+        label_areas(np.array([[-1, 0]]), np.array([[0, 1]]), 3)
     # a bad prediction where the ground truth is ignored does not count
-    conf = confusion_matrix(np.array([[7, 1]]), np.array([[255, 1]]), 3)
-    np.testing.assert_array_equal(conf, [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    areas = label_areas(np.array([[7, 1]]), np.array([[255, 1]]), 3)
+    np.testing.assert_array_equal(
+        areas, _areas_of(np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]])))
 
 
 def test_print_iou_table():

@@ -212,3 +212,30 @@ def test_cams_to_label_no_class_and_errors():
     assert out.shape == (3, 4) and torch.all(out == 0)
     with pytest.raises(ValueError, match='2 label ids'):
         cams_to_label(torch.zeros(3, 2, 2), [1, 2], 0.2)
+
+
+def test_pool_to_grid_against_block_sums():
+    from mmaff.ops import pool_to_grid
+    rng = np.random.default_rng(3)
+    scores = rng.random((3, 19, 13)).astype(np.float32)
+    out = pool_to_grid(scores, 8)
+    assert isinstance(out, np.ndarray) and out.shape == (3, 3, 2)
+    for k in range(3):
+        for gy in range(3):
+            for gx in range(2):
+                block = scores[k, gy * 8:(gy + 1) * 8, gx * 8:(gx + 1) * 8]
+                # zero padding counts: block sum / 64 even at the border
+                assert out[k, gy, gx] == pytest.approx(block.sum() / 64,
+                                                       rel=1e-5)
+    # a border cell's argmax is that of the mean over its in-image pixels
+    means = np.stack([
+        scores[:, 16:, 8:].mean((1, 2)), scores[:, :8, :8].mean((1, 2))
+    ])
+    assert out[:, 2, 1].argmax() == means[0].argmax()
+    # tensors, batched or not, give the same values
+    t = torch.from_numpy(scores)
+    torch.testing.assert_close(pool_to_grid(t, 8), torch.from_numpy(out))
+    torch.testing.assert_close(
+        pool_to_grid(t[None].repeat(2, 1, 1, 1), 8)[1], torch.from_numpy(out))
+    with pytest.raises(ValueError, match='stride'):
+        pool_to_grid(scores, 0)

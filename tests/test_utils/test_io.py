@@ -298,3 +298,18 @@ def test_atomic_write_gives_files_the_usual_mode(tmp_path):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+def test_read_split(tmp_path):
+    from mmaff.utils.io import read_split
+    path = tmp_path / 'split.txt'
+    path.write_text('a 1\n\nb\n  c  \n')
+    assert read_split(str(path)) == ['a', 'b', 'c']
+    path.write_text('a\nb\na\n')
+    with pytest.raises(ValueError, match=r'split\.txt.*more than once.*a'):
+        read_split(str(path))
+    path.write_text('\n')
+    with pytest.raises(ValueError, match='lists no images'):
+        read_split(str(path))
+    with pytest.raises(FileNotFoundError, match='nosuch'):
+        read_split(str(tmp_path / 'nosuch.txt'))

@@ -20,7 +20,7 @@ import numpy as np
 from mmengine.config import Config
 
 import mmaff  # noqa: F401
-from mmaff.evaluation import confusion_matrix, iou_from_confusion
+from mmaff.evaluation import iou_from_areas, label_areas
 from mmaff.registry import DATASETS
 from mmaff.utils import register_all_modules
 from mmaff.utils.io import load_label_png
@@ -62,22 +62,22 @@ def evaluate_baselines(dataset, blob: float = 0.3) -> dict:
         dict: ``{'all_background': mIoU, 'centre_blob': mIoU}``.
     """
     num = len(dataset.metainfo['classes'])
-    conf = {
-        'all_background': np.zeros((num, num), np.int64),
-        'centre_blob': np.zeros((num, num), np.int64)
+    areas = {
+        'all_background': np.zeros((4, num), np.int64),
+        'centre_blob': np.zeros((4, num), np.int64)
     }
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
         gt = load_label_png(info['seg_map_path'], num_classes=num)
         labels = list(info['img_labels'])
-        conf['all_background'] += confusion_matrix(
+        areas['all_background'] += label_areas(
             np.zeros_like(gt), gt, num, name=info['seg_map_path'])
-        conf['centre_blob'] += confusion_matrix(
+        areas['centre_blob'] += label_areas(
             centre_blob(gt.shape, labels, blob), gt, num,
             name=info['seg_map_path'])
     return {
-        k: round(float(np.nanmean(iou_from_confusion(c))) * 100, 2)
-        for k, c in conf.items()
+        k: round(float(np.nanmean(iou_from_areas(a))) * 100, 2)
+        for k, a in areas.items()
     }
 
 

@@ -28,6 +28,7 @@ from mmengine.utils import track_iter_progress
 import mmaff  # noqa: F401  (environment fixes before mmseg is imported)
 from mmaff.datasets.image_labels import (labels_from_mask, labels_from_xml,
                                          write_label_file)
+from mmaff.utils.io import read_split
 
 
 def default_classes() -> List[str]:
@@ -60,24 +61,6 @@ def read_classes(path: str) -> List[str]:
     if dups:
         raise ValueError(f'{path}: class names listed twice: {dups}')
     return names
-
-
-def read_split(path: str) -> List[str]:
-    """Read a split file: one image id a line.
-
-    Args:
-        path (str): The split file.
-
-    Returns:
-        list[str]: The image ids, in order.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'split file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        ids = [line.strip() for line in f if line.strip()]
-    if not ids:
-        raise ValueError(f'split file {path} lists no images')
-    return ids
 
 
 def _under(root: str, path: str) -> str:

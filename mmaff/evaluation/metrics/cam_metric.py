@@ -6,8 +6,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from mmaff.registry import METRICS
-from ..functional import (confusion_matrix, iou_from_confusion,
-                          print_iou_table)
+from ..functional import iou_from_areas, label_areas, print_iou_table
 
 
 @METRICS.register_module()
@@ -16,7 +15,8 @@ class CAMMetric(BaseMetric):
 
     For each threshold t, a pixel takes the class of its largest normalised
     CAM if that exceeds t, else background (the paper uses t = 0.2, IRN 0.15).
-    Confusion matrices are accumulated per threshold (constant memory),
+    Class areas (mmseg's IoU arithmetic) are accumulated per threshold
+    (constant memory);
     the best threshold is reported with its per-class IoU table.
 
     Args:
@@ -44,11 +44,11 @@ class CAMMetric(BaseMetric):
         self.ignore_index = ignore_index
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        """Accumulate the per-threshold confusion matrices of a batch."""
+        """Accumulate the per-threshold class areas of a batch."""
         num_classes = len(self.dataset_meta['classes'])
         if not self.results:
             self.results.append(
-                np.zeros((len(self.bg_thresholds), num_classes, num_classes),
+                np.zeros((len(self.bg_thresholds), 4, num_classes),
                          dtype=np.int64))
         total = self.results[0]
         for sample in data_samples:
@@ -65,14 +65,13 @@ class CAMMetric(BaseMetric):
             name = sample.get('seg_map_path')
             for k, t in enumerate(self.bg_thresholds):
                 pred = np.where(peak > t, cls, 0)
-                total[k] += confusion_matrix(pred, gt, num_classes,
-                                             self.ignore_index, name)
+                total[k] += label_areas(pred, gt, num_classes,
+                                        self.ignore_index, name)
 
     def compute_metrics(self, results: List[np.ndarray]) -> Dict[str, float]:
         """Sweep table, best threshold and its per-class IoU."""
-        conf = np.sum(results, axis=0)
-        mious = np.array(
-            [np.nanmean(iou_from_confusion(c)) for c in conf])
+        areas = np.sum(results, axis=0)
+        mious = np.array([np.nanmean(iou_from_areas(a)) for a in areas])
         best = int(np.nanargmax(mious))
         lines = ['bg_threshold  mIoU'] + [
             f'{t:12.2f}  {m * 100:5.2f}'
@@ -81,7 +80,7 @@ class CAMMetric(BaseMetric):
         print_log('CAM mIoU per background threshold:\n' + '\n'.join(lines),
                   logger='current')
         print_iou_table({f'IoU@{self.bg_thresholds[best]:.2f}':
-                         iou_from_confusion(conf[best])},
+                         iou_from_areas(areas[best])},
                         self.dataset_meta['classes'])
         metrics = {
             'mIoU': round(float(mious[best]) * 100, 2),

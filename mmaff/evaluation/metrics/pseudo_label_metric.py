@@ -9,8 +9,7 @@ from mmengine.evaluator import BaseMetric
 from mmaff.ops.cam import cams_to_label
 from mmaff.registry import METRICS
 from mmaff.utils.io import load_cam_file, load_label_png
-from ..functional import (confusion_matrix, iou_from_confusion,
-                          print_iou_table)
+from ..functional import iou_from_areas, label_areas, print_iou_table
 
 
 @METRICS.register_module()
@@ -24,8 +23,8 @@ class PseudoLabelMetric(BaseMetric):
     last iteration's hooks) reads ``<dir>/<id>.png`` of every method in
     ``label_dirs`` and, with ``cam_dir``, turns ``<cam_dir>/<id>.npz`` into a
     'CAM' label (argmax of a constant background score and the CAMs,
-    :func:`mmaff.ops.cams_to_label`), accumulates one confusion matrix per
-    method (:mod:`mmaff.evaluation.functional`) and logs a per-class IoU
+    :func:`mmaff.ops.cams_to_label`), accumulates the class areas of each
+    method (mmseg's IoU arithmetic, :mod:`mmaff.evaluation.functional`) and logs a per-class IoU
     table with one column per method.
 
     Args:
@@ -113,11 +112,11 @@ class PseudoLabelMetric(BaseMetric):
             self.cam_bg_threshold).numpy()
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Read the label files, accumulate confusion, log the IoU table."""
+        """Read the label files, accumulate areas, log the IoU table."""
         classes = self.dataset_meta['classes']
         num_classes = len(classes)
-        conf = {
-            m: np.zeros((num_classes, num_classes), dtype=np.int64)
+        areas = {
+            m: np.zeros((4, num_classes), dtype=np.int64)
             for m in self.methods
         }
         for res in results:
@@ -128,16 +127,16 @@ class PseudoLabelMetric(BaseMetric):
             where = res['gt_path'] or img_id
             if self.cam_dir:
                 pred = self._cam_label(img_id, res['img_labels'], gt.shape)
-                conf['CAM'] += confusion_matrix(pred, gt, num_classes,
-                                                self.ignore_index,
-                                                f'CAM of {img_id} vs {where}')
+                areas['CAM'] += label_areas(pred, gt, num_classes,
+                                            self.ignore_index,
+                                            f'CAM of {img_id} vs {where}')
             for name, folder in self.label_dirs.items():
                 path = osp.join(folder, img_id + self.label_suffix)
                 pred = load_label_png(path, expected_shape=gt.shape)
-                conf[name] += confusion_matrix(pred, gt, num_classes,
-                                               self.ignore_index,
-                                               f'{path} vs {where}')
-        ious = {m: iou_from_confusion(c) for m, c in conf.items()}
+                areas[name] += label_areas(pred, gt, num_classes,
+                                           self.ignore_index,
+                                           f'{path} vs {where}')
+        ious = {m: iou_from_areas(a) for m, a in areas.items()}
         print_iou_table(ious, classes)
         metrics = {}
         for name, iou in ious.items():
