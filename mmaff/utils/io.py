@@ -14,6 +14,8 @@ skipping the files that exist.
 import io
 import os
 import os.path as osp
+import re
+import socket
 import tempfile
 import zipfile
 import zlib
@@ -30,8 +32,61 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _host_tag() -> str:
+    """This machine's name, reduced to letters and digits."""
+    return re.sub(r'[^A-Za-z0-9]', '', socket.gethostname())[:32] or 'host'
+
+
+#: ``.<name>.tmp-<host>-<pid>-<random><ext>``: the temporary files of
+#: :func:`atomic_write`, named after the writing process.
+_TEMP_NAME = re.compile(r'^\..+\.tmp-([A-Za-z0-9]+)-(\d+)-[A-Za-z0-9_]+')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str) -> List[str]:
+    """Remove what killed writers left: :func:`atomic_write`'s temporary
+    files in ``folder`` whose writing process (on this machine) is gone.
+
+    Call it when a run that writes into ``folder`` starts. Files of live
+    processes (another rank, a worker) and of other machines are kept.
+
+    Args:
+        folder (str): The output folder (may not exist).
+
+    Returns:
+        list[str]: The files removed.
+    """
+    if not osp.isdir(folder):
+        return []
+    host, removed = _host_tag(), []
+    for name in os.listdir(folder):
+        match = _TEMP_NAME.match(name)
+        if match and match.group(1) == host and not _alive(
+                int(match.group(2))):
+            path = osp.join(folder, name)
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
+
+
 def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
     """Write a file through a temporary name in the same folder + rename.
+
+    The temporary name (``.<name>.tmp-<host>-<pid>-<random><ext>``) names
+    the writing process, so that :func:`remove_stale_temp_files` can tell
+    the leftovers of a killed run from the files being written.
 
     Args:
         path (str): Final path.
@@ -41,8 +96,10 @@ def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base, ext = osp.splitext(osp.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=f'.tmp{ext}',
-                               dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f'.{base}.tmp-{_host_tag()}-{os.getpid()}-',
+        suffix=ext,
+        dir=folder)
     os.close(fd)
     try:
         write_fn(tmp)

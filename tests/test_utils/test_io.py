@@ -313,3 +313,35 @@ def test_read_split(tmp_path):
         read_split(str(path))
     with pytest.raises(FileNotFoundError, match='nosuch'):
         read_split(str(tmp_path / 'nosuch.txt'))
+
+
+def test_remove_stale_temp_files_keeps_live_writers(tmp_path):
+    import subprocess
+    import sys
+
+    from mmaff.utils import io as mio
+    folder = tmp_path / 'out'
+    folder.mkdir()
+    # a writer killed mid-write leaves its temporary file behind
+    script = (
+        'import os, sys\n'
+        'from mmaff.utils.io import atomic_write\n'
+        'def write(tmp):\n'
+        '    open(tmp, "w").write("partial")\n'
+        '    os.kill(os.getpid(), 9)\n'
+        f'atomic_write({str(folder / "a.png")!r}, write)\n')
+    proc = subprocess.run([sys.executable, '-c', script])
+    assert proc.returncode == -9
+    left = [n for n in os.listdir(folder)]
+    assert len(left) == 1 and left[0].startswith('.a.tmp-')
+    # this process's own temporary file (a write in progress) stays, and
+    # so do other files and other machines' temporary files
+    live = folder / f'.b.tmp-{mio._host_tag()}-{os.getpid()}-xyz.png'
+    other = folder / '.c.tmp-otherhost-1-xyz.png'
+    for path in (live, other, folder / 'done.png'):
+        path.write_text('x')
+    removed = mio.remove_stale_temp_files(str(folder))
+    assert removed == [str(folder / left[0])]
+    assert sorted(os.listdir(folder)) == sorted(
+        [live.name, other.name, 'done.png'])
+    assert mio.remove_stale_temp_files(str(tmp_path / 'nosuch')) == []
