@@ -34,10 +34,13 @@ def init_model(config: Union[str, Config],
         config (str | Config): Config file or object.
         checkpoint (str, optional): Checkpoint to load.
         device (str): Defaults to 'cpu'.
-        weights_only (bool): Load with ``torch.load(weights_only=True)``
-            (published models, ``tools/misc/publish_model.py``). False
-            allows full unpickling of your own training checkpoints.
-            Defaults to True.
+        weights_only (bool): Load tensors and plain containers only
+            (published models, ``tools/misc/publish_model.py``). False also
+            accepts mmengine training checkpoints, still without running
+            code from the file (see
+            :func:`mmaff.utils.compat.load_checkpoint_file`); a file that
+            needs full unpickling is refused unless the environment variable
+            ``MMAFF_TRUST_CHECKPOINTS=1`` is set. Defaults to True.
 
     Returns:
         nn.Module: The model in eval mode, with ``cfg`` attached.

@@ -1,7 +1,7 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """The three fixes that the pinned environment needs, in one place.
 
-Each fix is a no-op where the environment does not need it:
+Fixes 1 and 3 are no-ops where the environment does not need them:
 
 1. :func:`patch_mmcv_ops` - ``mmcv-lite`` has no compiled ops (``mmcv._ext``),
    yet mmseg 1.2.2 imports ``mmcv.ops`` unguarded in four modules. We register
@@ -9,15 +9,21 @@ Each fix is a no-op where the environment does not need it:
    ``mmcv/ops/point_sample.py`` and raises ``ModuleNotFoundError`` for any
    other name, so mmseg's own guarded imports behave as without mmcv-full.
    Nothing happens when full mmcv (with ``mmcv._ext``) is installed.
-2. :func:`patch_checkpoint_loading` - torch >= 2.6 loads with
-   ``weights_only=True`` by default while mmengine 0.10.7 calls ``torch.load``
-   without the argument, so training checkpoints (which hold
-   ``HistoryBuffer``, numpy objects, ...) fail to load. mmengine's local
-   scheme is re-registered with :func:`load_checkpoint_file`, which loads
-   safely (``weights_only=True``) first and falls back to full unpickling
-   only for the user's own training checkpoints (with a warning), unless
-   strict mode (:func:`weights_only_mode`) forbids it. Published models
-   (``publish_model.py``) always load with ``weights_only=True``.
+2. :func:`patch_checkpoint_loading` - mmengine 0.10.7 calls ``torch.load``
+   without ``weights_only``: with torch >= 2.6 training checkpoints (which
+   hold ``HistoryBuffer``, numpy objects, ...) fail to load, with older torch
+   every file is fully unpickled and may run code. mmengine's local scheme
+   (``tools/test.py CKPT``, ``--resume``, ``load_from``, ``init_cfg``
+   ``Pretrained``) is re-registered with :func:`load_checkpoint_file`, which
+   always loads with ``weights_only=True`` plus an allow-list of exactly what
+   mmengine's training checkpoints hold (:func:`mmengine_safe_globals`).
+   Anything else is refused with :class:`CheckpointRefusedError`; full
+   unpickling happens only for files the user trusts explicitly: the
+   environment variable ``MMAFF_TRUST_CHECKPOINTS=1`` (:data:`TRUST_ENV`) or
+   ``weights_only=False`` passed by the caller (the tools'
+   ``--trust-checkpoint`` flag). Strict mode (:func:`weights_only_mode`,
+   ``init_model``'s default) accepts tensors and plain containers only
+   (published models).
 3. :func:`init_cpu_distributed` - mmengine's ``_init_dist_pytorch`` always
    calls ``torch.cuda.set_device``, which fails on machines without CUDA.
    When CUDA is absent we initialise a gloo process group first (the Runner
@@ -28,16 +34,24 @@ import contextlib
 import importlib.util
 import os
 import os.path as osp
+import pickle
+import re
 import sys
 import types
 import warnings
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
 _PATCHED = {'mmcv_ops': False, 'checkpoint': False}
-# None: safe first, full unpickling as a warned fallback; True: safe only.
+# None: weights-only with the mmengine allow-list (full unpickling only when
+# trusted); True: weights-only without the allow-list (published models).
 _WEIGHTS_ONLY: Optional[bool] = None
+
+#: Environment variable that lets checkpoints refused by the safe loader be
+#: fully unpickled (``1``, ``true``, ``yes`` or ``on``).
+TRUST_ENV = 'MMAFF_TRUST_CHECKPOINTS'
+_TRUE_VALUES = ('1', 'true', 'yes', 'on')
 
 
 def _has_compiled_mmcv_ops() -> bool:
@@ -114,17 +128,178 @@ def patch_mmcv_ops() -> bool:
     return True
 
 
-def _torch_defaults_to_weights_only() -> bool:
-    major, minor = (int(x) for x in torch.__version__.split('.')[:2])
-    return (major, minor) >= (2, 6)
+class CheckpointRefusedError(pickle.UnpicklingError):
+    """A checkpoint was not loaded because unpickling it could run code."""
+
+
+def checkpoints_trusted() -> bool:
+    """Whether the user opted in to full unpickling (:data:`TRUST_ENV`).
+
+    Returns:
+        bool: True if ``MMAFF_TRUST_CHECKPOINTS`` is 1, true, yes or on.
+    """
+    return os.environ.get(TRUST_ENV, '').strip().lower() in _TRUE_VALUES
+
+
+# The statistics methods HistoryBuffer pickles with its state. Pickle
+# protocol 2 (torch.save's) writes them as getattr(HistoryBuffer, name).
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_method(owner: Any, name: Any) -> Callable:
+    """``getattr`` as the safe loader sees it: HistoryBuffer's statistics.
+
+    Resolves ``getattr(HistoryBuffer, 'min' | 'max' | 'current' | 'mean')``
+    and nothing else, so the name ``builtins.getattr`` in a checkpoint cannot
+    reach any other attribute.
+    """
+    from mmengine.logging import HistoryBuffer
+    if (owner is HistoryBuffer and isinstance(name, str)
+            and name in _HISTORY_BUFFER_METHODS):
+        return getattr(HistoryBuffer, name)
+    owner_name = getattr(owner, '__qualname__', type(owner).__qualname__)
+    raise pickle.UnpicklingError(
+        f'refused getattr({owner_name}, {name!r}): only HistoryBuffer.'
+        f"{'/'.join(_HISTORY_BUFFER_METHODS)} may be looked up")
+
+
+def mmengine_safe_globals() -> List[Tuple[Callable, str]]:
+    """The globals a training checkpoint written by mmengine needs.
+
+    Beyond torch's own weights-only set (tensors, storages, ``OrderedDict``,
+    ``_codecs.encode``, ...), mmengine's checkpoints hold the message hub's
+    ``HistoryBuffer`` objects (numpy arrays, and the statistics methods as
+    ``getattr(HistoryBuffer, name)``) and numpy scalars (``eta``, metrics).
+    Every entry builds data and runs no code chosen by the file:
+
+    - ``HistoryBuffer``: a plain class; its ``__setstate__`` only stores the
+      given values.
+    - ``numpy.ndarray``, ``numpy.dtype`` and ``numpy._core.multiarray``'s
+      ``_reconstruct`` / ``scalar``: numpy's own array, dtype and scalar
+      rebuilders (object arrays only hold objects built by this same
+      loader), also under their numpy < 2 names ``numpy.core.multiarray.*``.
+    - the classes of numpy's built-in dtypes (``numpy.dtypes.Float64DType``
+      ...): a pickled dtype is an instance of one of them, whose state the
+      loader must be allowed to set.
+    - ``builtins.bytes``: pickle protocol 2 writes an empty ``bytes`` (the
+      data of an empty array, e.g. a ``HistoryBuffer`` never updated) as
+      ``bytes()``; it only builds a bytes object (torch allows
+      ``bytearray`` already).
+    - ``builtins.getattr``: mapped to :func:`_history_buffer_method`, which
+      only returns ``HistoryBuffer.min/max/current/mean``.
+
+    Returns:
+        list[tuple]: ``(object, name in the pickle)`` pairs for
+        :func:`torch.serialization.safe_globals`.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    multiarray = (
+        np._core.multiarray if hasattr(np, '_core') else np.core.multiarray)
+    entries = [
+        (HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+        (np.ndarray, 'numpy.ndarray'),
+        (np.dtype, 'numpy.dtype'),
+        (bytes, 'builtins.bytes'),
+        (_history_buffer_method, 'builtins.getattr'),
+    ]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        entries.append((multiarray._reconstruct, f'{module}._reconstruct'))
+        entries.append((multiarray.scalar, f'{module}.scalar'))
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes['All']}
+    for cls in sorted(dtype_classes, key=lambda c: c.__qualname__):
+        if cls is not np.dtype:
+            entries.append((cls, f'{cls.__module__}.{cls.__qualname__}'))
+    return entries
+
+
+@contextlib.contextmanager
+def _mmengine_globals_allowed() -> Iterator[None]:
+    """Allow-list :func:`mmengine_safe_globals` for the block.
+
+    Only entries not registered already are added (and removed afterwards).
+    ``HistoryBuffer``'s class-level statistics table, which its
+    ``__setstate__`` updates from the file, is restored on exit (plus the
+    default methods, as ``__setstate__`` registers them), so a file cannot
+    replace the methods other buffers call.
+    """
+    from mmengine.logging import HistoryBuffer
+    serialization = torch.serialization
+    methods = HistoryBuffer._statistics_methods
+    saved = dict(methods)
+    try:
+        if hasattr(serialization, 'safe_globals'):
+            present = set(serialization.get_safe_globals())
+            missing = [g for g in mmengine_safe_globals() if g not in present]
+            with serialization.safe_globals(missing):
+                yield
+        else:  # torch < 2.5: no allow-list, training checkpoints need trust
+            yield
+    finally:
+        methods.clear()
+        methods.update(saved)
+        for name in _HISTORY_BUFFER_METHODS:  # what __setstate__ registers
+            methods.setdefault(name, getattr(HistoryBuffer, name))
+
+
+def _refusal_reason(message: str) -> str:
+    """What the weights-only unpickler refused, from torch's error."""
+    found = re.search(r'GLOBAL (\S+) was not an allowed global', message)
+    if found:
+        return f'it needs `{found.group(1)}`, which is not allow-listed'
+    found = re.search(r'GLOBAL (\S+) whose module (\S+) is blocked', message)
+    if found:
+        return (f'it needs `{found.group(1)}` (module `{found.group(2)}` is '
+                'never allowed)')
+    # otherwise torch's own words, without its advice to unpickle fully
+    skip = ('Weights only load failed', 'Check the documentation',
+            'Please file an issue', '(1) In PyTorch', '(2) Alternatively')
+    lines = [
+        line.strip() for line in message.splitlines()
+        if line.strip() and not line.strip().startswith(skip)
+    ]
+    return lines[0] if lines else 'weights-only unpickling refused it'
+
+
+def _is_weights_only_refusal(err: BaseException) -> bool:
+    if not isinstance(err, pickle.UnpicklingError):
+        return False
+    text = str(err)
+    return any(key in text for key in ('Weights only load failed',
+                                       'weights_only', 'Unsupported global'))
+
+
+def _refusal_message(filename: str, reason: str, strict: bool) -> str:
+    head = f'Refused to load the checkpoint {filename}: {reason}. '
+    if strict:
+        return head + (
+            'This load accepts weights only (tensors and plain Python '
+            'containers, as published models hold; the default of '
+            'mmaff.apis.init_model): unpickling anything else can run code '
+            'hidden in the file. For an mmengine training checkpoint pass '
+            'weights_only=False (it then loads safely with an allow-list); '
+            'only if you trust this file and it needs full unpickling, also '
+            f'set the environment variable {TRUST_ENV}=1.')
+    return head + (
+        'Checkpoints load with torch.load(weights_only=True) plus only what '
+        'mmengine training checkpoints hold (HistoryBuffer, numpy arrays, '
+        'scalars and dtypes): unpickling anything else can run code hidden '
+        'in the file. Only if you trust this file, load it with full '
+        f'unpickling: set the environment variable {TRUST_ENV}=1 '
+        '(tools/misc/publish_model.py and '
+        'tools/analysis_tools/visualize_pipeline.py also take '
+        '--trust-checkpoint).')
 
 
 @contextlib.contextmanager
 def weights_only_mode(strict: bool = True) -> Iterator[None]:
-    """Within the block, checkpoint loading through mmengine is safe-only.
+    """Within the block, checkpoint loading through mmengine is weights-only.
 
     Args:
-        strict (bool): True forbids the full-unpickling fallback.
+        strict (bool): True accepts tensors and plain containers only
+            (published models), refusing even mmengine's training
+            checkpoints and ignoring :data:`TRUST_ENV`. False is the default
+            behaviour (see :func:`load_checkpoint_file`).
     """
     global _WEIGHTS_ONLY
     previous = _WEIGHTS_ONLY
@@ -136,55 +311,72 @@ def weights_only_mode(strict: bool = True) -> Iterator[None]:
 
 
 def load_checkpoint_file(filename: str,
-                         map_location=None,
+                         map_location: Union[str, Callable, None] = None,
                          weights_only: Optional[bool] = None) -> dict:
-    """Load a local checkpoint file with an explicit ``weights_only`` choice.
+    """Load a local checkpoint file without running code from it.
 
     Args:
         filename (str): Path of the checkpoint.
         map_location: Same as :func:`torch.load`.
-        weights_only (bool, optional): True loads tensors and plain containers
-            only (published models); False unpickles everything (the user's
-            own training checkpoints); None tries True first and falls back
-            to False with a warning, unless :func:`weights_only_mode` is
-            active. Defaults to None.
+        weights_only (bool, optional): True loads tensors and plain
+            containers only (published models). None (the default, and what
+            mmengine's loaders use) also accepts what mmengine training
+            checkpoints hold (:func:`mmengine_safe_globals`); other files are
+            refused unless :data:`TRUST_ENV` is set, in which case they are
+            fully unpickled with a warning. False fully unpickles the file:
+            only for a caller that trusts it explicitly (a
+            ``--trust-checkpoint`` flag). Within :func:`weights_only_mode`
+            None means True.
 
     Returns:
         dict: The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        CheckpointRefusedError: If safe loading refused the file and full
+            unpickling was not allowed. The message names the file, what
+            was refused and how to opt in.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
     if weights_only is None and _WEIGHTS_ONLY:
         weights_only = True
-    if weights_only is not None:
-        return torch.load(
-            filename, map_location=map_location, weights_only=weights_only)
-    try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError
-        if 'weights_only' not in str(err) and 'Unsupported global' not in str(
-                err):
-            raise
-        warnings.warn(
-            f'{filename} holds Python objects beyond tensors (a training '
-            'checkpoint); loading it with full unpickling. Only load '
-            'checkpoints you trust.')
+    if weights_only is False:
         return torch.load(
             filename, map_location=map_location, weights_only=False)
+    try:
+        if weights_only:
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+        with _mmengine_globals_allowed():
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not _is_weights_only_refusal(err):
+            raise
+        reason = _refusal_reason(str(err))
+    if not weights_only and checkpoints_trusted():
+        warnings.warn(
+            f'{filename}: {reason}; loading it with full unpickling because '
+            f'{TRUST_ENV} is set. Only do this for files you trust.')
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    raise CheckpointRefusedError(
+        _refusal_message(filename, reason, strict=bool(weights_only)))
 
 
 def patch_checkpoint_loading() -> bool:
-    """Re-register mmengine's local checkpoint scheme (torch >= 2.6 only).
+    """Re-register mmengine's local checkpoint scheme with the safe loader.
+
+    Done whatever the torch version: before torch 2.6 mmengine's own loader
+    unpickles every file fully.
 
     Returns:
-        bool: True if the scheme was replaced.
+        bool: True if the scheme is (now) replaced.
     """
     if _PATCHED['checkpoint']:
         return True
-    if not _torch_defaults_to_weights_only():
-        return False
     from mmengine.runner.checkpoint import CheckpointLoader
 
     def _load_from_local(filename, map_location):

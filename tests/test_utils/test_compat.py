@@ -1,13 +1,16 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+import datetime
 import importlib
 import importlib.machinery
 import importlib.util
 import os.path as osp
+import pickle
 import socket
 import subprocess
 import sys
 import types
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -21,9 +24,10 @@ from mmengine.runner import CheckpointLoader, load_checkpoint
 
 import mmaff  # noqa: F401  (applies the fixes)
 from mmaff.utils import compat
-from mmaff.utils.compat import (cpu_ddp_wrapper_cfg, init_cpu_distributed,
-                                load_checkpoint_file, patch_mmcv_ops,
-                                weights_only_mode)
+from mmaff.utils.compat import (TRUST_ENV, CheckpointRefusedError,
+                                checkpoints_trusted, cpu_ddp_wrapper_cfg,
+                                init_cpu_distributed, load_checkpoint_file,
+                                patch_mmcv_ops, weights_only_mode)
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
@@ -171,7 +175,11 @@ def training_ckpt(tmp_path):
         meta=dict(
             epoch=3, seed=np.int64(7), lr=np.float64(0.1), arr=np.arange(3)),
         state_dict=model.state_dict(),
-        message_hub=dict(log_scalars={'train/loss': history}))
+        message_hub=dict(
+            log_scalars={
+                'train/loss': history,
+                'val/never_updated': HistoryBuffer()  # empty arrays: bytes()
+            }))
     path = str(tmp_path / 'epoch_3.pth')
     torch.save(ckpt, path)
     return path, model
@@ -194,36 +202,54 @@ def test_training_checkpoint_premise(training_ckpt):
 
 def test_training_checkpoint_loads_through_mmengine(training_ckpt):
     path, model = training_ckpt
-    with pytest.warns(UserWarning, match='training checkpoint'):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # safe loading: no fallback warning
         ckpt = CheckpointLoader.load_checkpoint(path)
     buf = ckpt['message_hub']['log_scalars']['train/loss']
     assert isinstance(buf, HistoryBuffer)
     assert buf.mean() == pytest.approx(0.375)
+    assert buf.statistics('max') == pytest.approx(0.5)
     assert ckpt['meta']['seed'] == 7
+    assert isinstance(ckpt['meta']['lr'], np.float64)
     np.testing.assert_array_equal(ckpt['meta']['arr'], np.arange(3))
 
     fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    with pytest.warns(UserWarning, match='training checkpoint'):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
         load_checkpoint(fresh, path, map_location='cpu')
     for key, value in model.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value)
 
 
+def test_training_checkpoint_never_fully_unpickled(training_ckpt, monkeypatch):
+    path, _ = training_ckpt
+    real_load = torch.load
+
+    def guarded_load(*args, **kwargs):
+        assert kwargs.get('weights_only') is True, 'full unpickling'
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', guarded_load)
+    ckpt = load_checkpoint_file(path)
+    assert ckpt['meta']['epoch'] == 3
+
+
 def test_training_checkpoint_fails_in_weights_only_mode(training_ckpt):
     path, _ = training_ckpt
     with weights_only_mode():
-        with pytest.raises(Exception, match='weights_only|Unsupported'):
+        with pytest.raises(
+                CheckpointRefusedError, match='weights_only=False') as err:
             CheckpointLoader.load_checkpoint(path)
-        with pytest.raises(Exception, match='weights_only|Unsupported'):
+        assert path in str(err.value) and TRUST_ENV in str(err.value)
+        with pytest.raises(CheckpointRefusedError):
             load_checkpoint(_model(), path)
-    # the mode ends with the block; non-strict mode allows the fallback
-    with pytest.warns(UserWarning):
-        CheckpointLoader.load_checkpoint(path)
-    with weights_only_mode(strict=False), pytest.warns(UserWarning):
-        CheckpointLoader.load_checkpoint(path)
-    # the user's explicit choice loads without a warning
+    # the mode ends with the block; non-strict mode is the default
     with warnings.catch_warnings():
         warnings.simplefilter('error')
+        CheckpointLoader.load_checkpoint(path)
+        with weights_only_mode(strict=False):
+            CheckpointLoader.load_checkpoint(path)
+        # the caller's explicit trust loads without a warning
         ckpt = load_checkpoint_file(path, weights_only=False)
     assert ckpt['meta']['epoch'] == 3
 
@@ -256,6 +282,151 @@ def test_missing_checkpoint(tmp_path):
 def test_local_scheme_is_replaced():
     loader = CheckpointLoader._get_checkpoint_loader('/some/file.pth')
     assert loader.__module__ == compat.__name__
+
+
+class _CreatesMarker:
+    """Unpickles to ``open(marker, 'w')``: creates an empty marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+class _Reduce:
+    """Unpickles to ``func(*args)`` (then ``__setstate__(state)``)."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        if self.state is None:
+            return (self.func, self.args)
+        return (self.func, self.args, self.state)
+
+
+@pytest.fixture
+def no_trust(monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+
+
+@pytest.fixture
+def hostile_ckpt(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = str(tmp_path / 'hostile.pth')
+    torch.save(
+        dict(
+            state_dict=_model().state_dict(),
+            meta=dict(payload=_CreatesMarker(marker))), path)
+    return path, marker
+
+
+def test_hostile_checkpoint_is_refused(hostile_ckpt, no_trust):
+    path, marker = hostile_ckpt
+    loads = [
+        lambda: load_checkpoint_file(path),
+        lambda: load_checkpoint_file(path, weights_only=True),
+        lambda: CheckpointLoader.load_checkpoint(path),
+        lambda: load_checkpoint(_model(), path, map_location='cpu'),
+    ]
+    for load in loads:
+        with pytest.raises(CheckpointRefusedError) as err:
+            load()
+        message = str(err.value)
+        assert path in message
+        assert f'{TRUST_ENV}=1' in message
+        assert 'open' in message  # what was refused
+        assert not marker.exists()
+    with weights_only_mode(), pytest.raises(CheckpointRefusedError):
+        load_checkpoint(_model(), path)
+    assert isinstance(err.value, pickle.UnpicklingError)
+    assert not marker.exists()
+
+
+def test_getattr_only_resolves_history_buffer_statistics(tmp_path, no_trust):
+    refused = [(HistoryBuffer, '__init__'),
+               (HistoryBuffer, 'register_statistics'), (np.dtype, 'mro'),
+               (torch.Tensor, 'new_empty')]
+    for owner, name in refused:
+        path = str(tmp_path / f'getattr_{name}.pth')
+        torch.save(dict(meta=dict(x=_Reduce(getattr, (owner, name)))), path)
+        with pytest.raises(CheckpointRefusedError, match='getattr') as err:
+            load_checkpoint_file(path)
+        assert path in str(err.value)
+    for name in ('min', 'max', 'current', 'mean'):
+        path = str(tmp_path / f'method_{name}.pth')
+        torch.save(dict(f=getattr(HistoryBuffer, name)), path)
+        assert load_checkpoint_file(path)['f'] is getattr(HistoryBuffer, name)
+    # the allow-list holds no general-purpose escape hatch
+    allowed = dict((name, obj) for obj, name in compat.mmengine_safe_globals())
+    assert allowed['builtins.getattr'] is not getattr
+    for name in allowed:
+        assert not name.startswith(('os.', 'posix.', 'subprocess.', 'sys.'))
+        assert name not in ('builtins.eval', 'builtins.exec',
+                            'builtins.__import__', 'builtins.open')
+
+
+def test_history_buffer_statistics_cannot_be_replaced(tmp_path, no_trust):
+    state = dict(
+        max_length=10,
+        _log_history=np.array([1.0]),
+        _count_history=np.array([1]),
+        statistics_methods=dict(mean=np.ndarray, evil=np.dtype))
+    path = str(tmp_path / 'poisoned.pth')
+    torch.save(dict(buf=_Reduce(HistoryBuffer, (), state)), path)
+    buf = load_checkpoint_file(path)['buf']
+    assert isinstance(buf, HistoryBuffer)
+    assert HistoryBuffer._statistics_methods['mean'] is HistoryBuffer.mean
+    assert 'evil' not in HistoryBuffer._statistics_methods
+    assert buf.mean() == 1.0
+
+
+def test_numpy_1_names_are_allowed(tmp_path, no_trust):
+    """Checkpoints written with numpy < 2 name numpy.core.multiarray."""
+    src = str(tmp_path / 'np2.pth')
+    dst = str(tmp_path / 'np1.pth')
+    torch.save(dict(arr=np.arange(3), eta=np.float64(2.5)), src)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, 'w') as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith('data.pkl'):
+                assert b'numpy._core.multiarray' in data
+                data = data.replace(b'numpy._core.multiarray',
+                                    b'numpy.core.multiarray')
+            zout.writestr(info, data)
+    ckpt = load_checkpoint_file(dst)
+    np.testing.assert_array_equal(ckpt['arr'], np.arange(3))
+    assert ckpt['eta'] == 2.5
+
+
+def test_opt_in_unpickles_fully(tmp_path, monkeypatch):
+    path = str(tmp_path / 'dated.pth')
+    when = datetime.date(2024, 5, 17)  # benign, but not allow-listed
+    torch.save(
+        dict(state_dict=_model().state_dict(), meta=dict(when=when)), path)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    assert not checkpoints_trusted()
+    with pytest.raises(CheckpointRefusedError, match='datetime.date'):
+        CheckpointLoader.load_checkpoint(path)
+    for value in ('0', '', 'no'):
+        monkeypatch.setenv(TRUST_ENV, value)
+        with pytest.raises(CheckpointRefusedError):
+            load_checkpoint_file(path)
+    monkeypatch.setenv(TRUST_ENV, '1')
+    assert checkpoints_trusted()
+    with pytest.warns(UserWarning, match=f'full unpickling.*{TRUST_ENV}'):
+        ckpt = CheckpointLoader.load_checkpoint(path)
+    assert ckpt['meta']['when'] == when
+    # strict mode (published models only) ignores the opt-in
+    with weights_only_mode(), pytest.raises(CheckpointRefusedError):
+        load_checkpoint_file(path)
+    # so does nothing else: the caller's explicit trust needs no variable
+    monkeypatch.delenv(TRUST_ENV)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert load_checkpoint_file(
+            path, weights_only=False)['meta']['when'] == when
 
 
 # ------------------------------------------------------- CPU distributed

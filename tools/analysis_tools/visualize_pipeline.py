@@ -9,8 +9,14 @@ segmentation from mmseg's ``inference_model``.
 Usage:
     python tools/analysis_tools/visualize_pipeline.py CAM_CFG CAM_CKPT \\
         AFF_CFG AFF_CKPT SEG_CFG SEG_CKPT --num 4 --out grid.png
+
+The checkpoints (published models or mmengine training checkpoints) load
+without running code from them; ``--trust-checkpoint`` (or
+``MMAFF_TRUST_CHECKPOINTS=1``) allows full unpickling for files you trust.
 """
 import argparse
+import os
+import sys
 
 import cv2
 import numpy as np
@@ -18,6 +24,7 @@ import numpy as np
 import mmaff  # noqa: F401
 from mmaff.apis import inference_pseudo_label, init_model
 from mmaff.registry import DATASETS
+from mmaff.utils.compat import TRUST_ENV, CheckpointRefusedError
 from mmaff.utils.io import atomic_write, load_label_png, voc_palette
 
 
@@ -45,15 +52,26 @@ def main():
     parser.add_argument('--num', type=int, default=4)
     parser.add_argument('--scale', type=float, default=2.0)
     parser.add_argument('--out', default='pipeline.png')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='allow full unpickling of the checkpoints (can run code from '
+        'them: only for files you trust)')
     args = parser.parse_args()
+    if args.trust_checkpoint:
+        os.environ[TRUST_ENV] = '1'
 
     from mmseg.apis import inference_model
-    cam_model = init_model(args.cam_config, args.cam_checkpoint,
-                           weights_only=False)
-    aff_model = init_model(args.aff_config, args.aff_checkpoint,
-                           weights_only=False)
-    seg_model = init_model(args.seg_config, args.seg_checkpoint,
-                           weights_only=False)
+    try:
+        # weights_only=False: training checkpoints too, loaded safely
+        cam_model = init_model(
+            args.cam_config, args.cam_checkpoint, weights_only=False)
+        aff_model = init_model(
+            args.aff_config, args.aff_checkpoint, weights_only=False)
+        seg_model = init_model(
+            args.seg_config, args.seg_checkpoint, weights_only=False)
+    except CheckpointRefusedError as err:
+        sys.exit(f'error: {err}')
     seg_cfg = seg_model.cfg
     ds_cfg = seg_cfg.test_dataloader.dataset.copy()
     ds_cfg['pipeline'] = []
