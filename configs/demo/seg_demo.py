@@ -15,11 +15,11 @@ model = dict(
     type='EncoderDecoder',
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        # the stage-1 classifier's backbone (the pipeline passes its last
-        # checkpoint)
+        # the stage-1 classifier's backbone: a work dir stands for the
+        # checkpoint it saved last (the pipeline passes its own)
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='work_dirs/demo/cam/iter_3000.pth',
+            checkpoint='work_dirs/demo/cam',
             prefix='backbone.')),
     decode_head=dict(
         type='FCNHead',

@@ -310,13 +310,38 @@ def weights_only_mode(strict: bool = True) -> Iterator[None]:
         _WEIGHTS_ONLY = previous
 
 
+def last_checkpoint_of(work_dir: str) -> str:
+    """The checkpoint mmengine recorded last in a work dir.
+
+    Args:
+        work_dir (str): A training's work dir (it holds the text file
+            ``last_checkpoint`` naming the checkpoint saved last).
+
+    Returns:
+        str: That checkpoint's path.
+    """
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        raise FileNotFoundError(
+            f'{work_dir} is a folder without a last_checkpoint record: give '
+            'a checkpoint file, or the work dir of a training that saved one')
+    with open(record) as f:
+        path = f.read().strip()
+    if not path:
+        raise ValueError(f'{record} is empty')
+    return path
+
+
 def load_checkpoint_file(filename: str,
                          map_location: Union[str, Callable, None] = None,
                          weights_only: Optional[bool] = None) -> dict:
     """Load a local checkpoint file without running code from it.
 
     Args:
-        filename (str): Path of the checkpoint.
+        filename (str): Path of the checkpoint, or a training's work dir,
+            which stands for the checkpoint it saved last
+            (:func:`last_checkpoint_of`): configs can name "the last
+            checkpoint of stage X" without an iteration number.
         map_location: Same as :func:`torch.load`.
         weights_only (bool, optional): True loads tensors and plain
             containers only (published models). None (the default, and what
@@ -338,6 +363,8 @@ def load_checkpoint_file(filename: str,
             was refused and how to opt in.
     """
     filename = osp.expanduser(filename)
+    if osp.isdir(filename):
+        filename = last_checkpoint_of(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
     if weights_only is None and _WEIGHTS_ONLY:

@@ -279,6 +279,18 @@ def test_missing_checkpoint(tmp_path):
         CheckpointLoader.load_checkpoint(path)
 
 
+def test_work_dir_stands_for_its_last_checkpoint(plain_ckpt, tmp_path):
+    path, model = plain_ckpt
+    work = tmp_path / 'work'
+    work.mkdir()
+    with pytest.raises(FileNotFoundError, match='last_checkpoint record'):
+        load_checkpoint_file(str(work))
+    (work / 'last_checkpoint').write_text(f'{path}\n')
+    ckpt = CheckpointLoader.load_checkpoint(str(work))
+    torch.testing.assert_close(ckpt['state_dict']['0.weight'],
+                               model.state_dict()['0.weight'])
+
+
 def test_local_scheme_is_replaced():
     loader = CheckpointLoader._get_checkpoint_loader('/some/file.pth')
     assert loader.__module__ == compat.__name__
