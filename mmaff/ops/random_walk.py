@@ -15,16 +15,42 @@ O(N^2) memory and O(N^3 log t) time. The same code runs on CPU (MKL) and
 CUDA (cuSPARSE). ``tools/analysis_tools/benchmark_random_walk.py`` compares
 both formulations.
 """
+import contextlib
 import numbers
 import warnings
-from typing import Tuple
+from typing import Iterator, Tuple
 
 import torch
 from torch import Tensor
 
 from .affinity import pair_offsets
 
-__all__ = ['random_walk', 'sparse_transition']
+__all__ = ['random_walk', 'sparse_transition', 'cpu_threads']
+
+#: Below this many multiply-adds per step, a CPU walk runs on one thread.
+#: Each of the ``steps`` products is then too short for intra-op threads
+#: to pay: they add a barrier per step, and on a busy machine every step
+#: waits for a descheduled thread (a VOC-size walk went from 45x faster
+#: than the dense formulation to 0.9x with one competing process).
+SINGLE_THREAD_WORK = 2**24
+
+
+@contextlib.contextmanager
+def cpu_threads(num: int) -> Iterator[None]:
+    """Run torch's CPU ops of the block on ``num`` threads, then restore.
+
+    Args:
+        num (int): Intra-op threads inside the block.
+    """
+    before = torch.get_num_threads()
+    if num == before:
+        yield
+        return
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _neighbour_table(
@@ -198,12 +224,12 @@ def random_walk(scores: Tensor,
     not differentiable (inputs are detached).
 
     Note:
-        On CPU each step is a short multi-threaded call. When the cores are
-        oversubscribed (other processes running OpenMP threads), OpenMP's
-        default spin-waiting can make the walk 50-80x slower; run such
-        processes with ``OMP_WAIT_POLICY=passive`` or ``OMP_NUM_THREADS=1``
-        (see ``docs/benchmarks.md``, "Random walk"). Batching several images
-        in one call amortises the per-step cost.
+        On CPU a walk whose steps are short (fewer than
+        :data:`SINGLE_THREAD_WORK` multiply-adds, e.g. one VOC image) runs
+        on one thread: intra-op threads would only add a barrier per step,
+        and on a busy machine each barrier waits for a descheduled thread.
+        Larger walks (2048 x 1024 images, batches) use torch's threads.
+        See ``docs/benchmarks.md``, "Random walk".
 
     Args:
         scores (Tensor): (B, C, h, w) class scores on the grid (e.g. the
@@ -224,7 +250,10 @@ def random_walk(scores: Tensor,
     _check_scores(scores, affinity, steps)
     b, c, h, w = scores.shape
     dtype = _work_dtype(scores, affinity)
-    with torch.no_grad():
+    work = b * h * w * c * len(pair_offsets(radius)) * 2
+    threads = 1 if (affinity.device.type == 'cpu'
+                    and work < SINGLE_THREAD_WORK) else torch.get_num_threads()
+    with torch.no_grad(), cpu_threads(threads):
         trans = _sparse_transition(affinity, beta, radius, dtype)
         x = scores.detach().to(dtype).reshape(b, c, h * w)
         x = x.transpose(1, 2).reshape(b * h * w, c).contiguous()

@@ -250,3 +250,29 @@ def test_cuda_matches_cpu():
     gpu = random_walk(scores.cuda(), aff.cuda())
     assert gpu.device.type == 'cuda'
     assert_rel_close(gpu.cpu(), cpu.double(), 1e-4)
+
+
+def test_small_cpu_walks_run_on_one_thread(monkeypatch):
+    """A short walk's steps would only wait in thread barriers (a busy
+    machine stalls every step): it runs on one thread, then restores."""
+    import importlib
+    rw_module = importlib.import_module('mmaff.ops.random_walk')
+    torch.manual_seed(0)
+    feats = torch.randn(1, 8, 9, 11)
+    aff = affinity_from_features(feats, 5)
+    scores = torch.rand(1, 3, 9, 11)
+    before = torch.get_num_threads()
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, 'set_num_threads',
+                        lambda n: (seen.append(n), real(n)))
+    small = rw_module.random_walk(scores, aff, steps=4)
+    assert torch.get_num_threads() == before
+    if before > 1:
+        assert seen == [1, before]
+    # above the threshold torch's threads are left alone
+    seen.clear()
+    monkeypatch.setattr(rw_module, 'SINGLE_THREAD_WORK', 1)
+    large = rw_module.random_walk(scores, aff, steps=4)
+    assert seen == [] and torch.get_num_threads() == before
+    torch.testing.assert_close(small, large)

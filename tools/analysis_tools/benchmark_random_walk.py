@@ -17,11 +17,16 @@ what the method itself allocates. On CUDA it is
 ``torch.cuda.max_memory_allocated()`` over the memory allocated before.
 Times are the median over ``--repeat`` calls (including building ``T``).
 
+With ``--busy`` (the default) every case also runs while a competing
+process keeps all cores busy (torch matrix products on its default threads,
+started and stopped by the benchmark, at most ``--busy-limit`` seconds):
+the "loaded" rows, measured in the same run as the quiet ones.
+
 Example::
 
     python tools/analysis_tools/benchmark_random_walk.py
     python tools/analysis_tools/benchmark_random_walk.py --device cuda \\
-        --dense-large
+        --dense-large --out walk.json
 """
 import argparse
 import json
@@ -63,12 +68,43 @@ def parse_args(argv=None):
     parser.add_argument('--radius', type=int, default=5)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--no-busy',
+        dest='busy',
+        action='store_false',
+        help='skip the runs beside a busy competing process')
+    parser.add_argument(
+        '--busy-limit',
+        type=float,
+        default=600,
+        help='seconds the competing process may run at most')
+    parser.add_argument('--out', help='also write the rows as JSON')
     # internal: run one method in this process and report as JSON
     parser.add_argument('--worker', choices=['sparse', 'dense'])
     parser.add_argument('--height', type=int)
     parser.add_argument('--width', type=int)
-    parser.add_argument('--out')
+    parser.add_argument('--worker-out')
     return parser.parse_args(argv)
+
+
+#: The competing process: torch matrix products on all cores, bounded.
+BUSY = ('import sys, time, torch\n'
+        'a = torch.randn(384, 384)\n'
+        'end = time.time() + float(sys.argv[1])\n'
+        'while time.time() < end:\n'
+        '    a = torch.tanh(a @ a)\n')
+
+
+def start_busy(limit):
+    """Start the competing process (stopped by :func:`stop_busy`)."""
+    proc = subprocess.Popen([sys.executable, '-c', BUSY, str(limit)])
+    time.sleep(2)  # let it reach its loop
+    return proc
+
+
+def stop_busy(proc):
+    proc.kill()
+    proc.wait()
 
 
 def make_inputs(h, w, channels, feat_channels, radius, seed, device):
@@ -185,7 +221,7 @@ def worker(args):
         peak = _status_kib('VmHWM') * 1024 - before
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    torch.save(out.cpu(), args.out)
+    torch.save(out.cpu(), args.worker_out)
     print(
         json.dumps(
             dict(
@@ -201,7 +237,7 @@ def run_worker(method, h, w, args, tmpdir):
         sys.executable,
         os.path.abspath(__file__), '--worker', method, '--height',
         str(h), '--width',
-        str(w), '--out', out, '--device', args.device, '--channels',
+        str(w), '--worker-out', out, '--device', args.device, '--channels',
         str(args.channels), '--feat-channels',
         str(args.feat_channels), '--beta',
         str(args.beta), '--logt',
@@ -216,6 +252,30 @@ def run_worker(method, h, w, args, tmpdir):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result['out'] = out
     return result
+
+
+def measure(case, h, w, desc, n, load, args, tmpdir):
+    """One case under one load: the sparse walk (and the dense one)."""
+    import torch
+    sparse = run_worker('sparse', h, w, args, tmpdir)
+    row = dict(
+        case=desc,
+        load=load,
+        n=n,
+        sparse_s=statistics.median(sparse['times']),
+        sparse_mem=sparse['peak_bytes'],
+        threads=sparse['threads'],
+        mem_method=sparse['mem_method'],
+        dense_matrix=4 * n * n)
+    if case == 'voc' or args.dense_large:
+        dense = run_worker('dense', h, w, args, tmpdir)
+        row['dense_s'] = statistics.median(dense['times'])
+        row['dense_mem'] = dense['peak_bytes']
+        a = torch.load(sparse['out']).double()
+        b = torch.load(dense['out']).double()
+        row['rel_diff'] = ((a - b).abs().max() / b.abs().max()).item()
+        row['agree'] = (a.argmax(1) == b.argmax(1)).double().mean().item()
+    return row
 
 
 def mib(num_bytes):
@@ -251,33 +311,28 @@ def main(argv=None):
     print('load average (1, 5, 15 min) before: '
           f'{", ".join(f"{x:.2f}" for x in os.getloadavg())}')
     rows = []
+    loads = ['quiet', 'busy'] if args.busy else ['quiet']
     with tempfile.TemporaryDirectory() as tmpdir:
         for case in args.cases:
             h, w, desc = CASES[case]
             n = h * w
-            sparse = run_worker('sparse', h, w, args, tmpdir)
-            row = dict(
-                case=desc,
-                n=n,
-                sparse_s=statistics.median(sparse['times']),
-                sparse_mem=sparse['peak_bytes'],
-                threads=sparse['threads'],
-                mem_method=sparse['mem_method'],
-                dense_matrix=4 * n * n)
-            if case == 'voc' or args.dense_large:
-                dense = run_worker('dense', h, w, args, tmpdir)
-                row['dense_s'] = statistics.median(dense['times'])
-                row['dense_mem'] = dense['peak_bytes']
-                a = torch.load(sparse['out']).double()
-                b = torch.load(dense['out']).double()
-                row['rel_diff'] = ((a - b).abs().max() / b.abs().max()).item()
-                row['agree'] = (
-                    a.argmax(1) == b.argmax(1)).double().mean().item()
-            rows.append(row)
-            print(json.dumps(row))
-    print('\n| case | N | sparse time | dense time | speed-up | sparse peak '
-          'mem | dense peak mem | max rel diff | argmax agreement |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+            for load in loads:
+                busy = start_busy(args.busy_limit) if load == 'busy' \
+                    else None
+                try:
+                    row = measure(case, h, w, desc, n, load, args, tmpdir)
+                finally:
+                    if busy is not None:
+                        stop_busy(busy)
+                rows.append(row)
+                print(json.dumps(row))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(rows, f, indent=2)
+    print('\n| case | load | N | sparse time | dense time | speed-up | '
+          'sparse peak mem | dense peak mem | max rel diff | argmax '
+          'agreement |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in rows:
         if 'dense_s' in r:
             dense = (f"{r['dense_s']:.3f} s",
@@ -287,7 +342,8 @@ def main(argv=None):
         else:
             dense = ('skipped', '-', f"not run: {mib(r['dense_matrix'])} "
                      'per matrix, 2 alive while squaring', '-', '-')
-        print(f"| {r['case']} | {r['n']} | {r['sparse_s']:.3f} s | "
+        print(f"| {r['case']} | {r['load']} | {r['n']} | "
+              f"{r['sparse_s']:.3f} s | "
               f'{dense[0]} | {dense[1]} | {mib(r["sparse_mem"])} | '
               f'{dense[2]} | {dense[3]} | {dense[4]} |')
     print(f"\nmemory: {rows[0]['mem_method']}; torch threads "

@@ -116,7 +116,7 @@ def main():
                                          config)).train_dataloader.batch_size
         report['training'][stage] = training_figures(
             osp.join(work, 'logs', f'{stage}.log'), batch)
-    for name, extra in (('benchmark_random_walk', []),
+    for name, extra in (('benchmark_random_walk', ['--no-busy']),
                         ('benchmark_pseudo_label_export', [])):
         result = osp.join(out, f'{name}.json')
         _run([
