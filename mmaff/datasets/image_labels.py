@@ -8,11 +8,12 @@ the problem when the input is bad.
 Label file format (``tools/dataset_converters/make_image_labels.py`` writes
 it): one line per image, ``<image id> <class name> <class name> ...``
 separated by whitespace; an image with no foreground class has its id alone.
-Lines starting with ``#`` are comments.
+Lines starting with ``#`` are comments. Another format (JSON, CSV) is
+refused with an error that names the file and this format.
 """
 import os.path as osp
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -83,37 +84,73 @@ def labels_from_mask(path: str,
     ]
 
 
+#: The label file format, quoted by the errors about a malformed file.
+LABEL_FILE_FORMAT = ('a text file with one line per image, '
+                     "'<image id> <class name> <class name> ...' separated "
+                     "by whitespace ('#' starts a comment line)")
+
+#: Characters of another format (JSON, CSV) that an image id or an unknown
+#: class name of this format is taken not to contain.
+_FOREIGN_CHARS = frozenset(',;"{}[]')
+
+
+def _label_file_lines(path: str) -> List[Tuple[int, List[str]]]:
+    """The (line number, tokens) of the non-comment lines of a label file;
+    a binary, JSON or empty file is an error naming it."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f'{path}: not a text file ({err}); expected '
+                         f'{LABEL_FILE_FORMAT}') from err
+    lines = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if parts and not parts[0].startswith('#'):
+            lines.append((lineno, parts))
+    if not lines:
+        raise ValueError(f'{path}: the label file lists no images; expected '
+                         f'{LABEL_FILE_FORMAT}')
+    if lines[0][1][0][0] in '{[':
+        raise ValueError(f'{path}: this looks like a JSON file; expected '
+                         f'{LABEL_FILE_FORMAT}')
+    return lines
+
+
 def read_label_file(path: str,
                     class_names: Sequence[str]) -> Dict[str, List[int]]:
     """Read a label file (image id -> class names).
 
     Args:
-        path (str): The label file.
+        path (str): The label file (format: see the module docstring).
         class_names (Sequence[str]): Class names, background first.
 
     Returns:
-        dict[str, list[int]]: Image id -> sorted label ids.
+        dict[str, list[int]]: Image id -> sorted label ids. A missing,
+        binary, empty or JSON/CSV file, an unknown class name and an image
+        listed twice are errors naming the file (and line).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'label file not found: {path}')
     lut = _name_to_id(class_names)
     labels: Dict[str, List[int]] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith('#'):
-                continue
-            img_id, names = parts[0], parts[1:]
-            unknown = [n for n in names if n not in lut]
-            if unknown:
-                raise ValueError(
-                    f'{path}:{lineno}: unknown class name(s) {unknown} for '
-                    f'image {img_id!r}; dataset classes are '
-                    f'{list(class_names[1:])}')
-            if img_id in labels:
-                raise ValueError(f'{path}:{lineno}: image {img_id!r} is '
-                                 'listed twice')
-            labels[img_id] = sorted({lut[n] for n in names})
+    for lineno, parts in _label_file_lines(path):
+        img_id, names = parts[0], parts[1:]
+        unknown = [n for n in names if n not in lut]
+        foreign = [t for t in [img_id] + unknown if _FOREIGN_CHARS & set(t)]
+        if foreign:
+            raise ValueError(
+                f'{path}:{lineno}: malformed line (token {foreign[0]!r}: '
+                f'a JSON or CSV file?); expected {LABEL_FILE_FORMAT}')
+        if unknown:
+            raise ValueError(
+                f'{path}:{lineno}: unknown class name(s) {unknown} for '
+                f'image {img_id!r}; dataset classes are '
+                f'{list(class_names[1:])}')
+        if img_id in labels:
+            raise ValueError(f'{path}:{lineno}: image {img_id!r} is '
+                             'listed twice')
+        labels[img_id] = sorted({lut[n] for n in names})
     return labels
 
 

@@ -1,8 +1,11 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 import os.path as osp
 
+from mmcv.transforms import LoadAnnotations
+
 from mmaff.registry import DATASETS
 from .base_voc import OwnClassesVOCDataset
+from .transforms import CheckLabelMap
 
 
 @DATASETS.register_module()
@@ -15,6 +18,13 @@ class PseudoLabelDataset(OwnClassesVOCDataset):
     single-channel PNGs of label ids, 255 = ignore. Every image of the split
     must have its label map; a missing one is an error naming it (before
     training starts, not half-way).
+
+    Each map is checked when a sample is loaded: the dataset inserts
+    :class:`mmaff.datasets.transforms.CheckLabelMap` after every
+    ``LoadAnnotations`` of its pipeline (the configs need not name it), so
+    a map of another size than its image, a multi-channel (e.g. RGB) or
+    16-bit map, or an id outside ``0..num_classes - 1`` and 255 is an error
+    naming the file instead of silently misaligned or empty labels.
 
     Args:
         ann_file (str): Split file, e.g. ``ImageSets/Segmentation/
@@ -31,6 +41,21 @@ class PseudoLabelDataset(OwnClassesVOCDataset):
         data_prefix['seg_map_path'] = osp.abspath(label_dir)
         self.label_dir = label_dir
         super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
+        self._insert_label_checks()
+
+    def _insert_label_checks(self) -> None:
+        """Put a :class:`CheckLabelMap` after each ``LoadAnnotations``."""
+        transforms = []
+        for k, transform in enumerate(self.pipeline.transforms):
+            transforms.append(transform)
+            checked = k + 1 < len(self.pipeline.transforms) and isinstance(
+                self.pipeline.transforms[k + 1], CheckLabelMap)
+            if isinstance(transform, LoadAnnotations) and not checked:
+                transforms.append(
+                    CheckLabelMap(
+                        num_classes=len(self.metainfo['classes']),
+                        ignore_index=self.ignore_index))
+        self.pipeline.transforms = transforms
 
     def full_init(self) -> None:
         """Load the split (and its ``indices`` subset), then check that

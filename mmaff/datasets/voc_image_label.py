@@ -30,7 +30,12 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
             Defaults to ``'Annotations'``.
         skip_done (dict, optional): ``dict(dir=..., suffix=...)``: leave out
             the images whose output ``<dir>/<id><suffix>`` exists, so that an
-            interrupted export resumes without redoing work.
+            interrupted export resumes without redoing work. When images are
+            left out, ``metainfo['skip_done']`` = ``dict(dir=...,
+            split_size=M, skipped=K)`` tells the metrics
+            (:class:`mmaff.evaluation.CAMMetric`,
+            :class:`mmaff.evaluation.PseudoLabelMetric`) that their figure
+            covers only M - K of the M images of the split.
         **kwargs: Passed to :class:`OwnClassesVOCDataset` (``data_root``,
             ``data_prefix``, ``pipeline``, ``metainfo`` with custom
             ``classes``: background first, in the order of the mask ids,
@@ -92,7 +97,8 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
         return data_list
 
     def filter_data(self) -> List[dict]:
-        """Leave out finished images when ``skip_done`` is set.
+        """Leave out finished images when ``skip_done`` is set (and record
+        how many in ``metainfo['skip_done']``).
 
         Returns:
             list[dict]: The data infos still to process.
@@ -109,4 +115,9 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
             raise ValueError(
                 f'skip_done: every image of {self.ann_file} already has its '
                 f'output in {folder} (*{suffix}); nothing left to do')
+        if len(todo) < len(self.data_list):
+            self._metainfo['skip_done'] = dict(
+                dir=folder,
+                split_size=len(self.data_list),
+                skipped=len(self.data_list) - len(todo))
         return todo

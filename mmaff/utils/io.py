@@ -187,11 +187,79 @@ def save_label_png(path: str, label: np.ndarray) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, format='PNG'))
 
 
+def _open_label_png(path: str) -> Image.Image:
+    """Open a label PNG (header only) and refuse a multi-channel one."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'label map not found: {path}')
+    try:
+        img = Image.open(path)
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f'{path}: corrupt label image ({err})') from err
+    if img.mode not in ('P', 'L'):
+        img.close()
+        raise ValueError(f'{path}: expected a single-channel (P or L mode) '
+                         f'PNG of label ids, got mode {img.mode}')
+    return img
+
+
+def check_label_png_mode(path: str) -> Tuple[int, int]:
+    """Check that a label PNG is single-channel (P or L mode), from its
+    header only (nothing is decoded).
+
+    A colour rendering (RGB), an alpha channel or a 16-bit image would be
+    misread by a reader that converts to uint8: these are refused.
+
+    Args:
+        path (str): The PNG.
+
+    Returns:
+        tuple[int, int]: Its (H, W).
+    """
+    with _open_label_png(path) as img:
+        width, height = img.size
+    return height, width
+
+
+def check_label_map(label: np.ndarray,
+                    path: str,
+                    expected_shape: Optional[Tuple[int, int]] = None,
+                    num_classes: Optional[int] = None,
+                    ignore_index: int = 255) -> None:
+    """Check a decoded label map: 2-D, its size and its ids.
+
+    Args:
+        label (np.ndarray): The label map as read.
+        path (str): Its file, named in the errors.
+        expected_shape (tuple, optional): (H, W) it must have (the image's).
+        num_classes (int, optional): Ids must be < num_classes or equal to
+            ``ignore_index``.
+        ignore_index (int): Defaults to 255.
+    """
+    if label.ndim != 2:
+        raise ValueError(f'{path}: a label map must be single-channel, got '
+                         f'shape {label.shape}')
+    if expected_shape is not None and label.shape != tuple(expected_shape):
+        raise ValueError(f'{path}: label size {label.shape} does not match '
+                         f'the image size {tuple(expected_shape)}')
+    if num_classes is not None:
+        bad = (label >= num_classes) & (label != ignore_index)
+        if bad.any():
+            raise ValueError(
+                f'{path}: label values {np.unique(label[bad]).tolist()} lie '
+                f'outside the class range 0..{num_classes - 1} '
+                f'(and ignore {ignore_index})')
+
+
 def load_label_png(path: str,
                    expected_shape: Optional[Tuple[int, int]] = None,
                    num_classes: Optional[int] = None,
                    ignore_index: int = 255) -> np.ndarray:
     """Read a label PNG (P or L mode) and check it.
+
+    The one reader of label maps: :func:`check_label_png_mode` and
+    :func:`check_label_map` are its checks, also applied by
+    :class:`mmaff.datasets.transforms.CheckLabelMap` to the maps that
+    mmseg's ``LoadAnnotations`` reads.
 
     Args:
         path (str): The PNG.
@@ -203,26 +271,13 @@ def load_label_png(path: str,
     Returns:
         np.ndarray: (H, W) uint8.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'label map not found: {path}')
+    img = _open_label_png(path)
     try:
-        with Image.open(path) as img:
-            if img.mode not in ('P', 'L'):
-                raise ValueError(f'{path}: expected a single-channel (P or '
-                                 f'L mode) PNG, got mode {img.mode}')
+        with img:
             label = np.array(img)
     except (OSError, SyntaxError) as err:
         raise ValueError(f'{path}: corrupt label image ({err})') from err
-    if expected_shape is not None and label.shape != tuple(expected_shape):
-        raise ValueError(f'{path}: label size {label.shape} does not match '
-                         f'the image size {tuple(expected_shape)}')
-    if num_classes is not None:
-        bad = (label >= num_classes) & (label != ignore_index)
-        if bad.any():
-            raise ValueError(
-                f'{path}: label values {np.unique(label[bad]).tolist()} lie '
-                f'outside the class range 0..{num_classes - 1} '
-                f'(and ignore {ignore_index})')
+    check_label_map(label, path, expected_shape, num_classes, ignore_index)
     return label
 
 
@@ -242,6 +297,12 @@ def save_cam_file(path: str, cams: np.ndarray,
                          f'{labels.shape[0]} labels')
     if not np.isfinite(cams).all():
         raise ValueError(f'{path}: CAMs contain non-finite values')
+    if cams.size and (cams.min() < -CAM_TOLERANCE
+                      or cams.max() > 1 + CAM_TOLERANCE):
+        raise ValueError(f'{path}: CAM values span [{cams.min():.4g}, '
+                         f'{cams.max():.4g}]; normalised CAMs lie in [0, 1]')
+    if len(set(labels.tolist())) != labels.shape[0]:
+        raise ValueError(f'{path}: a class is listed twice in {labels}')
 
     def _write(tmp):
         with open(tmp, 'wb') as f:
@@ -254,6 +315,11 @@ def save_cam_file(path: str, cams: np.ndarray,
     atomic_write(path, _write)
 
 
+#: Largest excursion of a stored CAM value beyond [0, 1] that is taken for
+#: float16 rounding (one float16 step at 1, 2 ** -10) and clipped.
+CAM_TOLERANCE = 2.0**-10
+
+
 def load_cam_file(
     path: str,
     expected_shape: Optional[Tuple[int, int]] = None,
@@ -264,12 +330,14 @@ def load_cam_file(
     Args:
         path (str): The ``.npz`` file.
         expected_shape (tuple, optional): The image's (H, W).
-        image_labels (Sequence[int], optional): The image-level label ids;
-            a CAM for any other class is an error.
+        image_labels (Sequence[int], optional): The image-level label ids:
+            the file must hold a CAM of each of them and of no other class.
 
     Returns:
-        tuple[np.ndarray, np.ndarray]: cams (K, H, W) float32 and labels (K,)
-        int64.
+        tuple[np.ndarray, np.ndarray]: cams (K, H, W) float32 in [0, 1] and
+        labels (K,) int64. Values beyond [0, 1] by more than
+        :data:`CAM_TOLERANCE` (float16 rounding) are an error naming the
+        file; smaller excursions are clipped.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'CAM file not found: {path}')
@@ -296,12 +364,32 @@ def load_cam_file(
         raise ValueError(f'{path}: CAM size {cams.shape[1:]} does not match '
                          f'the image size {tuple(expected_shape)}')
     if image_labels is not None:
-        extra = sorted(set(labels.tolist()) - set(int(i)
-                                                  for i in image_labels))
-        if extra:
-            raise ValueError(
-                f'{path}: CAMs for classes {extra} that are absent from the '
-                f'image labels {sorted(int(i) for i in image_labels)}')
+        _check_cam_classes(path, labels, image_labels)
     if not np.isfinite(cams).all():
         raise ValueError(f'{path}: CAMs contain non-finite values')
-    return cams, labels
+    if cams.size and (cams.min() < -CAM_TOLERANCE
+                      or cams.max() > 1 + CAM_TOLERANCE):
+        raise ValueError(
+            f'{path}: CAM values lie outside [0, 1] (min {cams.min():.4g}, '
+            f'max {cams.max():.4g}); a CAM file holds normalised CAMs '
+            '(each class map divided by its maximum)')
+    return np.clip(cams, 0, 1, out=cams), labels
+
+
+def _check_cam_classes(path: str, labels: np.ndarray,
+                       image_labels: Sequence[int]) -> None:
+    """A CAM file has a CAM for every image class and for no other."""
+    expected = sorted({int(i) for i in image_labels})
+    present = set(labels.tolist())
+    if len(present) != len(labels):
+        raise ValueError(f'{path}: a class has two CAMs ({labels.tolist()})')
+    extra = sorted(present - set(expected))
+    if extra:
+        raise ValueError(f'{path}: CAMs for classes {extra} that are absent '
+                         f'from the image labels {expected}')
+    missing = [i for i in expected if i not in present]
+    if missing:
+        raise ValueError(
+            f'{path}: no CAM for the image label(s) {missing} (the file has '
+            f'CAMs of {sorted(present)}, the image labels are {expected}); '
+            'export the CAMs again for these labels')

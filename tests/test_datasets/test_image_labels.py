@@ -212,3 +212,47 @@ def test_labels_from_xml_errors(tiny_voc, tmp_path):
     shutil.copyfile(str(unknown), str(tmp_path / 'ok.xml'))
     assert labels_from_xml(str(tmp_path / 'ok.xml'),
                            ('background', 'zebra')) == [1]
+
+
+# ------------------------------------------------ malformed label files
+
+
+@pytest.mark.parametrize(
+    'text', [
+        '{"a": ["cat"], "b": []}\n',
+        '{\n  "a": ["cat"],\n  "b": []\n}\n',
+        '[["a", "cat"]]\n',
+        '# labels\n\n  {"a": ["cat"]}\n',
+    ],
+    ids=['one-line', 'pretty', 'list', 'after-comment'])
+def test_read_label_file_json_is_named(tmp_path, text):
+    path = tmp_path / 'labels.json'
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_label_file(str(path), ('background', 'cat'))
+    msg = str(err.value)
+    assert str(path) in msg and 'JSON' in msg
+    assert '<image id> <class name>' in msg  # the expected format
+    assert 'unknown class' not in msg
+
+
+@pytest.mark.parametrize('text', ['a,cat\nb\n', 'a cat\nb;cat\n'])
+def test_read_label_file_csv_is_named(tmp_path, text):
+    # 'a,cat' would otherwise be an image id with no label at all
+    path = tmp_path / 'labels.csv'
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_label_file(str(path), ('background', 'cat'))
+    assert str(path) in str(err.value)
+    assert '<image id> <class name>' in str(err.value)
+
+
+def test_read_label_file_binary_or_empty_is_named(tmp_path):
+    path = tmp_path / 'labels.npy'
+    path.write_bytes(b'\x93NUMPY\x01\x00\xff\xfe\x00binary')
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        read_label_file(str(path), ('background', 'cat'))
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('# only a comment\n\n')
+    with pytest.raises(ValueError, match=re.escape(str(empty)) + '.*no image'):
+        read_label_file(str(empty), ('background', 'cat'))

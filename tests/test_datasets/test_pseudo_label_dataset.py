@@ -1,8 +1,10 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 import os
+import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import mmaff  # noqa: F401
 from mmaff.registry import DATASETS
@@ -52,3 +54,123 @@ def test_missing_label_map_is_named_before_training(tiny_voc, tmp_path):
                        np.zeros(tiny_voc.img_shape, np.uint8))
     with pytest.raises(FileNotFoundError, match=f'{first}.png'):
         DATASETS.build(_cfg(tiny_voc, tmp_path))
+
+
+# ---------------------------------------- label maps checked when loaded
+
+_LOAD = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+# The stage-3 training pipeline of the configs (crop larger than the image).
+_AFF = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=(32, 32)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')
+]
+
+
+def _write_maps(tiny_voc, folder, value=0):
+    for i in tiny_voc.splits['train']:
+        save_label_png(
+            str(folder / f'{i}.png'),
+            np.full(tiny_voc.img_shape, value, np.uint8))
+
+
+def _bad_map(tiny_voc, folder, kind):
+    """Replace the second image's map with a bad one; return its path."""
+    path = str(folder / f"{tiny_voc.splits['train'][1]}.png")
+    h, w = tiny_voc.img_shape
+    if kind == 'larger':
+        save_label_png(path, np.zeros((h + 8, w + 8), np.uint8))
+    elif kind == 'smaller':
+        save_label_png(path, np.zeros((h // 2, w // 2), np.uint8))
+    elif kind == 'transposed':
+        save_label_png(path, np.zeros((w, h), np.uint8))
+    elif kind == 'rgb':  # a colour rendering of the labels
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(path)
+    elif kind == 'rgba':
+        Image.fromarray(np.zeros((h, w, 4), np.uint8)).save(path)
+    elif kind == '16bit':  # 256 would be read as 0 (background)
+        Image.fromarray(np.full((h, w), 256, np.uint16)).save(path)
+    elif kind == 'value':
+        label = np.zeros((h, w), np.uint8)
+        label[3, 4] = 21  # VOC has 0..20
+        save_label_png(path, label)
+    return path
+
+
+@pytest.mark.parametrize('pipeline', [_LOAD, _AFF], ids=['load', 'aff'])
+@pytest.mark.parametrize(
+    'kind',
+    ['larger', 'smaller', 'transposed', 'rgb', 'rgba', '16bit', 'value'])
+def test_bad_label_map_is_named_when_loaded(tiny_voc, tmp_path, kind,
+                                            pipeline):
+    _write_maps(tiny_voc, tmp_path)
+    path = _bad_map(tiny_voc, tmp_path, kind)
+    ds = DATASETS.build(_cfg(tiny_voc, tmp_path, pipeline))
+    ds[0]  # the good maps load
+    with pytest.raises(ValueError, match=re.escape(path)):
+        ds[1]
+
+
+def test_label_map_check_messages(tiny_voc, tmp_path):
+    _write_maps(tiny_voc, tmp_path)
+    ds = DATASETS.build(_cfg(tiny_voc, tmp_path, _LOAD))
+    h, w = tiny_voc.img_shape
+    for kind, words in (('larger', rf'\({h + 8}, {w + 8}\).*\({h}, {w}\)'),
+                        ('rgb', 'mode RGB'), ('value', r'\[21\].*0\.\.20')):
+        _bad_map(tiny_voc, tmp_path, kind)
+        with pytest.raises(ValueError, match=words):
+            ds[1]
+
+
+def test_valid_label_maps_pass(tiny_voc, tmp_path):
+    # 'L' mode maps, the last class id and 255 are fine
+    h, w = tiny_voc.img_shape
+    label = np.zeros((h, w), np.uint8)
+    label[0, :3] = 20
+    label[1] = 255
+    for i in tiny_voc.splits['train']:
+        Image.fromarray(label, mode='L').save(str(tmp_path / f'{i}.png'))
+    ds = DATASETS.build(_cfg(tiny_voc, tmp_path, _LOAD))
+    for k in range(len(ds)):
+        np.testing.assert_array_equal(
+            ds[k]['data_samples'].gt_sem_seg.data[0].numpy(), label)
+
+
+def test_custom_classes_bound_the_label_values(tiny_voc, tmp_path):
+    _write_maps(tiny_voc, tmp_path, value=2)
+    cfg = _cfg(tiny_voc, tmp_path, _LOAD)
+    cfg['metainfo'] = dict(classes=('background', 'thing', 'stuff'))
+    DATASETS.build(cfg)[0]
+    cfg['metainfo'] = dict(classes=('background', 'thing'))
+    with pytest.raises(ValueError, match=r'\[2\].*0\.\.1'):
+        DATASETS.build(cfg)[0]
+
+
+def test_label_check_sits_after_each_annotation_loader(tiny_voc, tmp_path):
+    from mmaff.datasets.transforms import CheckLabelMap
+    _write_maps(tiny_voc, tmp_path)
+    ds = DATASETS.build(_cfg(tiny_voc, tmp_path, _AFF))
+    names = [type(t).__name__ for t in ds.pipeline.transforms]
+    assert names == [
+        'LoadImageFromFile', 'LoadAnnotations', 'CheckLabelMap', 'RandomCrop',
+        'RandomFlip', 'PackSegInputs'
+    ]
+    check = ds.pipeline.transforms[2]
+    assert check.num_classes == 21 and check.ignore_index == 255
+    # one given in the config is not doubled
+    pipeline = list(_LOAD)
+    pipeline.insert(2, dict(type='CheckLabelMap', num_classes=21))
+    ds = DATASETS.build(_cfg(tiny_voc, tmp_path, pipeline))
+    assert sum(isinstance(t, CheckLabelMap)
+               for t in ds.pipeline.transforms) == 1
+    # no annotations loaded, nothing to check
+    ds = DATASETS.build(
+        _cfg(tiny_voc, tmp_path, [dict(type='LoadImageFromFile')]))
+    assert [type(t).__name__
+            for t in ds.pipeline.transforms] == ['LoadImageFromFile']

@@ -243,3 +243,31 @@ def test_custom_classes_outside_voc_with_label_file(tiny_voc):
         dataset.get_data_info(k)['img_labels'] for k in range(len(dataset))
     ] == [(1, ), (1, 2), (), (2, )]
     assert osp.isfile(dataset.get_data_info(0)['img_path'])
+
+
+def test_skip_done_tells_the_metrics_what_was_left_out(tiny_voc, tmp_path):
+    from mmaff.evaluation.metrics import CAMMetric
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    (out_dir / 'img_001.npz').write_bytes(b'x')
+    skip = dict(dir=str(out_dir), suffix='.npz')
+    dataset = DATASETS.build(_cfg(tiny_voc, skip_done=skip))
+    assert len(dataset) == 3
+    assert dataset.metainfo['skip_done'] == dict(
+        dir=str(out_dir), split_size=4, skipped=1)
+    # nothing skipped: nothing to tell
+    meta = DATASETS.build(_cfg(tiny_voc)).metainfo
+    assert 'skip_done' not in meta
+    # a metric fed the dataset's metainfo (as mmengine's loops do) says so
+    metric = CAMMetric(bg_thresholds=[0.5])
+    metric.dataset_meta = dataset.metainfo
+    import torch
+    for k in range(len(dataset)):
+        mask = tiny_voc.masks[dataset.get_data_info(k)['img_id']]
+        metric.process({}, [
+            dict(
+                pred_cams=dict(data=torch.zeros(20, *mask.shape)),
+                gt_sem_seg=dict(data=torch.from_numpy(mask)[None]))
+        ])
+    res = metric.evaluate(len(dataset))
+    assert res['num_images'] == 3 and res['subset_of'] == 4

@@ -1,4 +1,6 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -119,3 +121,43 @@ def test_errors():
         metric.process({}, [_sample(np.zeros((2, 2, 3)), np.zeros((2, 2)))])
     with pytest.raises(ValueError, match='empty'):
         CAMMetric(bg_thresholds=[])
+
+
+# ------------------------------------------ a resumed export is a subset
+
+
+def _two_samples():
+    cams = np.zeros((2, 1, 4), np.float32)
+    cams[0, 0, :2] = 0.9
+    gt = np.array([[1, 1, 0, 0]])
+    return [_sample(cams, gt), _sample(cams, gt)]
+
+
+def test_subset_left_by_skip_done_is_said(monkeypatch):
+    from mmaff.evaluation.metrics import cam_metric
+    logs = []
+    monkeypatch.setattr(cam_metric, 'print_log',
+                        lambda msg, *a, **kw: logs.append((msg, kw)))
+    metric = _metric([0.5], ('background', 'a', 'b'))
+    metric.dataset_meta = dict(
+        classes=('background', 'a', 'b'),
+        skip_done=dict(dir='work/cams', split_size=5, skipped=3))
+    metric.process({}, _two_samples())
+    res = metric.evaluate(2)
+    assert res['num_images'] == 2 and res['subset_of'] == 5
+    assert res['mIoU'] == pytest.approx(100.0)
+    warned = [(m, kw) for m, kw in logs if '2 of 5 images' in m]
+    assert len(warned) == 1
+    msg, kw = warned[0]
+    assert kw.get('level') == logging.WARNING
+    assert 'skip_done' in msg and 'work/cams' in msg
+
+
+def test_whole_set_has_no_subset_keys():
+    metric = _metric([0.5], ('background', 'a', 'b'))
+    # all images scored, even though the dataset says what was skipped
+    metric.dataset_meta = dict(
+        classes=('background', 'a', 'b'),
+        skip_done=dict(dir='d', split_size=2, skipped=0))
+    metric.process({}, _two_samples())
+    assert set(metric.evaluate(2)) == {'mIoU', 'bg_threshold', 'mIoU@0.50'}

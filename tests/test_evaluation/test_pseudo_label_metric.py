@@ -1,6 +1,7 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """PseudoLabelMetric against confusion numbers worked out by hand on two
 tiny 2 x 3 images with classes (background, a, b)."""
+import logging
 import os
 import os.path as osp
 import re
@@ -22,7 +23,8 @@ GT = {
     'im1': np.array([[0, 1, 1], [0, 255, 2]], np.uint8),
     'im2': np.array([[2, 2, 0], [1, 0, 0]], np.uint8),
 }
-LABELS = {'im1': (1, 2), 'im2': (1, 2)}
+# im2's image-level labels name class 2 only (its CAM file has K = 1).
+LABELS = {'im1': (1, 2), 'im2': (2, )}
 RW = {
     'im1': np.array([[0, 1, 0], [1, 1, 2]], np.uint8),
     'im2': np.array([[2, 0, 0], [1, 1, 0]], np.uint8),
@@ -196,3 +198,37 @@ def test_bad_configuration_and_samples(tmp_path):
         metric.process({}, [dict(img_path='a/b.jpg', seg_map_path='x')])
     with pytest.raises(KeyError, match='neither seg_map_path nor'):
         metric.process({}, [dict(img_path='a/b.jpg', img_labels=(1, ))])
+
+
+def test_cam_file_lacking_an_image_class_is_named(tmp_path):
+    dirs = write_files(str(tmp_path))
+    metric = build(dirs, label_dirs=None)
+    batch = samples(dirs)
+    batch[1]['img_labels'] = (1, 2)  # the CAM file of im2 has class 2 only
+    metric.process({}, batch)
+    cam = osp.join(dirs['cams'], 'im2.npz')
+    with pytest.raises(ValueError, match=re.escape(cam) + r'.*\[1\]'):
+        metric.evaluate(2)
+
+
+def test_subset_left_by_skip_done_is_said(tmp_path, monkeypatch):
+    dirs = write_files(str(tmp_path))
+    logs = []
+    from mmaff.evaluation.metrics import cam_metric
+    monkeypatch.setattr(cam_metric, 'print_log',
+                        lambda msg, *a, **kw: logs.append((msg, kw)))
+    metric = build(dirs)
+    metric.dataset_meta = dict(
+        classes=CLASSES,
+        skip_done=dict(dir=dirs['RW'], split_size=7, skipped=5))
+    metric.process({}, samples(dirs))
+    result = metric.evaluate(2)
+    assert result['num_images'] == 2 and result['subset_of'] == 7
+    assert result['RW/mIoU'] == pytest.approx(
+        round(np.mean(EXPECTED_IOU['RW']) * 100, 2))
+    warned = [kw for m, kw in logs if '2 of 7 images' in m]
+    assert len(warned) == 1 and warned[0].get('level') == logging.WARNING
+    # the whole set: the usual keys only
+    metric = build(dirs)
+    metric.process({}, samples(dirs))
+    assert set(metric.evaluate(2)) == {'CAM/mIoU', 'RW/mIoU', 'RW+dCRF/mIoU'}

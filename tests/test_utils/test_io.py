@@ -91,7 +91,7 @@ def test_cam_file_round_trip(tmp_path):
     assert sorted(os.listdir(tmp_path / 'cams')) == ['img.npz']
 
     out, labels = load_cam_file(
-        path, expected_shape=(7, 9), image_labels=[3, 15, 20])
+        path, expected_shape=(7, 9), image_labels=[3, 15])
     assert out.dtype == np.float32 and out.shape == (2, 7, 9)
     assert labels.dtype == np.int64 and labels.tolist() == [3, 15]
     # float16 keeps 11 significant bits: error <= 2**-12 for values < 1
@@ -345,3 +345,54 @@ def test_remove_stale_temp_files_keeps_live_writers(tmp_path):
     assert sorted(os.listdir(folder)) == sorted(
         [live.name, other.name, 'done.png'])
     assert mio.remove_stale_temp_files(str(tmp_path / 'nosuch')) == []
+
+
+# ------------------------------------ CAM files: every class, values in [0, 1]
+
+
+def test_load_cam_file_lacks_an_image_class(tmp_path):
+    # the exported labels would silently miss class 15
+    path = str(tmp_path / 'short.npz')
+    save_cam_file(path, np.full((1, 4, 4), 0.5), [3])
+    load_cam_file(path, image_labels=[3])
+    with pytest.raises(ValueError,
+                       match=r'short\.npz: no CAM for .*\[15, 20\]'):
+        load_cam_file(path, image_labels=[20, 3, 15])
+    load_cam_file(path)  # without image labels: the file's own classes
+
+
+@pytest.mark.parametrize('value', [50.0, 1.01, -0.01, -3.0])
+def test_load_cam_file_values_outside_unit_range(tmp_path, value):
+    path = str(tmp_path / 'range.npz')
+    cams = np.zeros((2, 3, 3), np.float16)
+    cams[1, 2, 1] = value
+    _write_npz(path, cams=cams, labels=np.array([4, 9], np.int16))
+    with pytest.raises(ValueError, match=r'range\.npz.*\[0, 1\]'):
+        load_cam_file(path)
+
+
+def test_load_cam_file_float16_rounding_is_tolerated(tmp_path):
+    # one float16 step beyond [0, 1]: rounding, clipped back into the range
+    path = str(tmp_path / 'round.npz')
+    cams = np.zeros((1, 2, 2), np.float16)
+    cams[0, 0, 0] = 1 + 2.0**-10
+    cams[0, 1, 1] = -2.0**-10
+    _write_npz(path, cams=cams, labels=np.array([1], np.int16))
+    out, _ = load_cam_file(path)
+    assert out.min() == 0.0 and out.max() == 1.0
+
+
+def test_cam_files_refuse_out_of_range_values_and_repeated_classes(tmp_path):
+    path = str(tmp_path / 'a.npz')
+    with pytest.raises(ValueError, match=r'a\.npz.*\[0, 1\]'):
+        save_cam_file(path, np.full((1, 2, 2), 3.0, np.float32), [1])
+    with pytest.raises(ValueError, match=r'a\.npz.*twice'):
+        save_cam_file(path, np.zeros((2, 2, 2), np.float32), [4, 4])
+    # a file written by other means is refused by the reader
+    np.savez(
+        path,
+        cams=np.zeros((2, 2, 2), np.float16),
+        labels=np.array([4, 4], np.int16),
+        img_shape=np.array([2, 2], np.int32))
+    with pytest.raises(ValueError, match=r'a\.npz.*two CAMs'):
+        load_cam_file(path, image_labels=[4])

@@ -1,4 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
+import logging
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -7,6 +8,40 @@ from mmengine.logging import print_log
 
 from mmaff.registry import METRICS
 from ..functional import iou_from_areas, label_areas, print_iou_table
+
+
+def subset_metrics(metric: str, num_images: int,
+                   dataset_meta: Optional[dict]) -> Dict[str, int]:
+    """Say so when the scored images are only part of the split.
+
+    A resumed export (``skip_done`` of
+    :class:`mmaff.datasets.VOCImageLabelDataset`) runs on the images left
+    to do, so the figure is not the whole set's. The dataset records what
+    it left out in ``metainfo['skip_done']`` (``split_size``, ``skipped``,
+    ``dir``); when fewer than ``split_size`` images were scored, this logs a
+    warning "N of M images" and returns the keys to add to the metrics.
+
+    Args:
+        metric (str): The metric's name, for the warning.
+        num_images (int): Images scored.
+        dataset_meta (dict, optional): The metric's ``dataset_meta``.
+
+    Returns:
+        dict[str, int]: ``num_images`` (N) and ``subset_of`` (M) for a
+        subset, else empty.
+    """
+    info = (dataset_meta or {}).get('skip_done')
+    if not info or num_images >= info['split_size']:
+        return {}
+    total = info['split_size']
+    print_log(
+        f'{metric}: these figures cover {num_images} of {total} images of '
+        f"the split, not the whole set: skip_done left out {info['skipped']} "
+        f"images whose outputs exist in {info['dir']}. Evaluate without "
+        'skip_done for the whole-set figures.',
+        logger='current',
+        level=logging.WARNING)
+    return dict(num_images=num_images, subset_of=total)
 
 
 @METRICS.register_module()
@@ -27,7 +62,11 @@ class CAMMetric(BaseMetric):
         prefix (str, optional): Prefix of the metric names.
 
     Returns (of ``evaluate``): ``mIoU`` (best, %), ``bg_threshold`` (best t)
-    and ``mIoU@t`` for every t.
+    and ``mIoU@t`` for every t. The figures are those of the images
+    evaluated: when the dataset left finished images out (``skip_done``, a
+    resumed CAM export), a warning says "N of M images" and the metrics
+    gain ``num_images`` (N) and ``subset_of`` (M), see
+    :func:`subset_metrics`.
     """
 
     def __init__(self,
@@ -48,9 +87,11 @@ class CAMMetric(BaseMetric):
         num_classes = len(self.dataset_meta['classes'])
         if not self.results:
             self.results.append(
-                np.zeros((len(self.bg_thresholds), 4, num_classes),
-                         dtype=np.int64))
-        total = self.results[0]
+                dict(
+                    areas=np.zeros((len(self.bg_thresholds), 4, num_classes),
+                                   dtype=np.int64),
+                    num_images=0))
+        total = self.results[0]['areas']
         for sample in data_samples:
             if 'pred_cams' not in sample:
                 raise KeyError('CAMMetric needs predictions with pred_cams '
@@ -67,10 +108,11 @@ class CAMMetric(BaseMetric):
                 pred = np.where(peak > t, cls, 0)
                 total[k] += label_areas(pred, gt, num_classes,
                                         self.ignore_index, name)
+            self.results[0]['num_images'] += 1
 
-    def compute_metrics(self, results: List[np.ndarray]) -> Dict[str, float]:
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Sweep table, best threshold and its per-class IoU."""
-        areas = np.sum(results, axis=0)
+        areas = np.sum([r['areas'] for r in results], axis=0)
         mious = np.array([np.nanmean(iou_from_areas(a)) for a in areas])
         best = int(np.nanargmax(mious))
         lines = ['bg_threshold  mIoU'] + [
@@ -88,4 +130,7 @@ class CAMMetric(BaseMetric):
         }
         for t, m in zip(self.bg_thresholds, mious):
             metrics[f'mIoU@{t:.2f}'] = round(float(m) * 100, 2)
+        metrics.update(
+            subset_metrics('CAMMetric', sum(r['num_images'] for r in results),
+                           self.dataset_meta))
         return metrics

@@ -10,6 +10,7 @@ from mmaff.ops.cam import cams_to_label
 from mmaff.registry import METRICS
 from mmaff.utils.io import load_cam_file, load_label_png
 from ..functional import iou_from_areas, label_areas, print_iou_table
+from .cam_metric import subset_metrics
 
 
 @METRICS.register_module()
@@ -24,8 +25,8 @@ class PseudoLabelMetric(BaseMetric):
     ``label_dirs`` and, with ``cam_dir``, turns ``<cam_dir>/<id>.npz`` into a
     'CAM' label (argmax of a constant background score and the CAMs,
     :func:`mmaff.ops.cams_to_label`), accumulates the class areas of each
-    method (mmseg's IoU arithmetic, :mod:`mmaff.evaluation.functional`) and logs a per-class IoU
-    table with one column per method.
+    method (mmseg's IoU arithmetic, :mod:`mmaff.evaluation.functional`)
+    and logs a per-class IoU table with one column per method.
 
     Args:
         label_dirs (dict[str, str], optional): Method name -> folder of its
@@ -39,7 +40,13 @@ class PseudoLabelMetric(BaseMetric):
         prefix (str, optional): Prefix of the metric names.
 
     Returns (of ``evaluate``): ``<method>/mIoU`` (%) for 'CAM' (with
-    ``cam_dir``) and every key of ``label_dirs``.
+    ``cam_dir``) and every key of ``label_dirs``. The figures are those of
+    the images evaluated: when the dataset left finished images out
+    (``skip_done``), a warning says "N of M images" and the metrics gain
+    ``num_images`` (N) and ``subset_of`` (M), see
+    :func:`mmaff.evaluation.metrics.cam_metric.subset_metrics`.
+    (:class:`mmaff.engine.hooks.RandomWalkHook`'s own skipping of finished
+    images keeps them in the evaluation: their files are scored.)
     """
 
     def __init__(self,
@@ -143,4 +150,7 @@ class PseudoLabelMetric(BaseMetric):
             miou = float(np.nanmean(iou)) if np.isfinite(iou).any() \
                 else float('nan')
             metrics[f'{name}/mIoU'] = round(miou * 100, 2)
+        metrics.update(
+            subset_metrics('PseudoLabelMetric', len(results),
+                           self.dataset_meta))
         return metrics
