@@ -15,3 +15,5 @@ train_dataloader = dict(
         label_dir=pseudo_dir,
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline={{_base_.train_pipeline}}))
+# a head whose num_classes differs from the data fails before training
+custom_hooks = [dict(type='NumClassesCheckHook')]

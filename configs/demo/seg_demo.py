@@ -110,3 +110,5 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)
+# a head whose num_classes differs from the data fails before training
+custom_hooks = [dict(type='NumClassesCheckHook')]
