@@ -7,7 +7,9 @@ compute the confident-region map (``mmaff.ops.confident_region_map``:
 ``(1 - max CAM) ** alpha`` for alpha_low / alpha_high, dense CRF, fusion at
 stride 8) and write ``<out-dir>/<img_id>.png`` (VOC palette, 0 background,
 label ids, 255 unsure) atomically. Existing outputs are skipped, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped; the temporary files of a killed
+run are removed when the next one starts. The worker processes die with
+the tool (on Linux at once, elsewhere before their next image).
 
 Examples::
 
@@ -27,16 +29,21 @@ Examples::
     python tools/make_confident_regions.py --config \
         configs/affinitynet/affinitynet_resnet38d_4xb2-8e_voc12aug-448x448.py
 
-With ``--gt-dir`` (or masks in the config's dataset) the maps are scored (precision of the confident
-foreground / background, unsure fraction; see
+With ``--gt-dir`` (or masks in the config's dataset) the maps are scored
+(precision of the confident foreground / background, unsure fraction; see
 ``mmaff.ops.summarize_confident_stats``) and the summary is written to
-``<out-dir>/../confident_regions_stats.json`` or ``--stats-out``.
+``<out-dir>/../confident_regions_stats.json`` or ``--stats-out``. A
+ground-truth mask with an id outside ``0..num_classes - 1`` (other than 255)
+is an error naming the file (``--num-classes``, default 21 = VOC; with
+``--config`` the dataset's classes).
 """
 import argparse
+import ctypes
 import glob
 import json
 import math
 import multiprocessing
+import os
 import os.path as osp
 import signal
 import sys
@@ -52,7 +59,11 @@ from mmengine.utils import ProgressBar
 from mmaff.ops.confident import (confident_region_map, confident_region_stats,
                                  summarize_confident_stats)
 from mmaff.utils.io import (atomic_write, load_cam_file, load_label_png,
-                            read_split, save_label_png)
+                            read_split, remove_stale_temp_files,
+                            save_label_png)
+
+#: VOC 2012: background + 20 classes.
+VOC_NUM_CLASSES = 21
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -103,6 +114,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--gt-suffix', default='.png', help='ground-truth file suffix')
     parser.add_argument(
+        '--num-classes',
+        type=int,
+        default=VOC_NUM_CLASSES,
+        help='classes of the ground truth, background included: its ids '
+        'must lie in 0..num-classes-1 or be 255 (default 21, VOC)')
+    parser.add_argument(
         '--stats-out',
         help='where to write the score summary (default: '
         '<out-dir>/../confident_regions_stats.json)')
@@ -122,7 +139,8 @@ def samples_from_config(config: str,
         cfg_options (dict, optional): ``--cfg-options`` overrides.
 
     Returns:
-        dict: ``samples`` and the keyword arguments of :func:`run`.
+        dict: ``samples`` and the keyword arguments of :func:`run`
+        (``num_classes`` from the dataset's classes).
     """
     from mmengine.config import Config
 
@@ -149,6 +167,7 @@ def samples_from_config(config: str,
         if 'seg_map_path' in info:
             gt_dir = osp.dirname(info['seg_map_path'])
     spec.setdefault('gt_dir', gt_dir)
+    spec.setdefault('num_classes', len(dataset.metainfo['classes']))
     return dict(samples=samples, **spec)
 
 
@@ -187,28 +206,62 @@ def build_samples(img_dir: str,
 
 # Set in each worker process: once set, queued tasks return at once.
 _ABORT = None
+# Set in each worker process: the pid of the process that started it; when
+# the worker's parent is another one, the tool was killed.
+_PARENT_PID = None
+
+#: ``prctl`` option of Linux: the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
-def _init_worker(abort) -> None:
-    """Worker set-up: single-threaded torch, Ctrl-C handled by the parent.
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux;
+    a no-op where ``prctl`` is unavailable)."""
+    if not sys.platform.startswith('linux'):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _parent_gone() -> bool:
+    """Whether the process that started this worker has died."""
+    return _PARENT_PID is not None and os.getppid() != _PARENT_PID
+
+
+def _init_worker(abort, parent_pid: Optional[int] = None) -> None:
+    """Worker set-up: single-threaded torch, Ctrl-C handled by the parent,
+    death with the parent.
 
     Args:
         abort (multiprocessing.Event): Set by the parent after an error;
             the worker then skips the tasks still queued.
+        parent_pid (int, optional): The tool's pid. A killed tool (SIGKILL
+            leaves it no time to stop its workers) takes its workers with
+            it: on Linux the kernel kills them at once; elsewhere the queued
+            tasks return without writing. None: do not watch the parent.
     """
-    global _ABORT
+    global _ABORT, _PARENT_PID
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ABORT = abort
+    if parent_pid is not None:
+        _die_with_parent()
+        _PARENT_PID = parent_pid
+        if _parent_gone():  # died before the kernel watched it
+            os._exit(1)
 
 
 def _process_one(task: Dict) -> Optional[Dict]:
     """Compute and write the map of one sample (runs in a worker).
 
     Errors are re-raised naming the image, its CAM file and the cause.
-    Returns None for a task skipped after an abort.
+    Returns None for a task skipped after an abort or once the tool is
+    gone.
     """
-    if _ABORT is not None and _ABORT.is_set():
+    if (_ABORT is not None and _ABORT.is_set()) or _parent_gone():
         return None
     img_id = task['img_id']
     img_path = task['img_path']
@@ -220,14 +273,9 @@ def _process_one(task: Dict) -> Optional[Dict]:
         if image is None:
             raise ValueError(f'{img_path}: unreadable image')
         labels = task['img_labels']
+        # a CAM of every image label and of no other class
         cams, cam_labels = load_cam_file(
             cam_path, expected_shape=image.shape[:2], image_labels=labels)
-        if labels is not None:
-            missing = sorted(
-                set(int(i) for i in labels) - set(cam_labels.tolist()))
-            if missing:
-                raise ValueError(
-                    f'{cam_path}: no CAM for the image label(s) {missing}')
         conf = confident_region_map(
             image,
             cams,
@@ -236,7 +284,10 @@ def _process_one(task: Dict) -> Optional[Dict]:
             alpha_high=task['alpha_high'],
             stride=task['stride'],
             crf=task['crf'])
-        stats = _score(conf, task['gt_path'])  # a bad gt file: no output
+        # a bad gt file: no output
+        stats = _score(conf, task['gt_path'], task['num_classes'])
+        if _parent_gone():
+            return None
         save_label_png(task['out_path'], conf)
     except Exception as err:
         raise RuntimeError(f'confident regions of image {img_id!r} '
@@ -245,11 +296,15 @@ def _process_one(task: Dict) -> Optional[Dict]:
     return dict(img_id=img_id, stats=stats)
 
 
-def _score(conf: np.ndarray, gt_path: Optional[str]) -> Optional[Dict]:
-    """Counts of a map against its ground truth (None without one)."""
+def _score(conf: np.ndarray, gt_path: Optional[str],
+           num_classes: int) -> Optional[Dict]:
+    """Counts of a map against its ground truth (None without one); an id
+    outside ``0..num_classes - 1`` and 255 in the ground truth is an error
+    naming the file."""
     if gt_path is None:
         return None
-    gt = load_label_png(gt_path, expected_shape=conf.shape)
+    gt = load_label_png(
+        gt_path, expected_shape=conf.shape, num_classes=num_classes)
     return confident_region_stats(conf, gt)
 
 
@@ -272,7 +327,8 @@ def run(samples: Sequence[Dict],
         gt_suffix: str = '.png',
         stats_out: Optional[str] = None,
         chunksize: Optional[int] = None,
-        progress: bool = True) -> Dict:
+        progress: bool = True,
+        num_classes: int = VOC_NUM_CLASSES) -> Dict:
     """Write the confident-region maps of a list of samples.
 
     Args:
@@ -299,6 +355,9 @@ def run(samples: Sequence[Dict],
         chunksize (int, optional): Tasks per worker chunk; default about
             a quarter of an even share per worker, at most 16.
         progress (bool): Show a progress bar. Defaults to True.
+        num_classes (int): Classes of the ground truth, background
+            included: its ids must lie in ``0..num_classes - 1`` or be 255.
+            Defaults to 21 (VOC).
 
     Returns:
         dict: ``total``, ``processed``, ``skipped`` (outputs that existed)
@@ -307,6 +366,19 @@ def run(samples: Sequence[Dict],
     """
     if workers < 0:
         raise ValueError(f'workers must be >= 0, got {workers}')
+    stats_path = None
+    if gt_dir is not None:
+        stats_path = stats_out or osp.join(
+            osp.dirname(osp.abspath(out_dir)), 'confident_regions_stats.json')
+    # what a killed run left: temporary files of dead writers
+    folders = [osp.abspath(out_dir)]
+    if stats_path is not None:
+        folders.append(osp.dirname(osp.abspath(stats_path)))
+    for folder in sorted(set(folders)):
+        removed = remove_stale_temp_files(folder)
+        if removed:
+            print(f'removed {len(removed)} temporary files of an interrupted '
+                  f'run from {folder}')
     counts = Counter(s['img_id'] for s in samples)
     if len(counts) != len(samples):
         dup = sorted(i for i, n in counts.items() if n > 1)
@@ -326,7 +398,8 @@ def run(samples: Sequence[Dict],
             alpha_low=alpha_low,
             alpha_high=alpha_high,
             stride=stride,
-            crf=crf)
+            crf=crf,
+            num_classes=num_classes)
         (done if osp.exists(task['out_path']) else todo).append(task)
     print(f'confident regions: {len(samples)} images, {len(done)} already '
           f'written (skipped), {len(todo)} to do -> {out_dir}')
@@ -336,7 +409,7 @@ def run(samples: Sequence[Dict],
         for task in done:
             try:
                 conf = load_label_png(task['out_path'])
-                all_stats.append(_score(conf, task['gt_path']))
+                all_stats.append(_score(conf, task['gt_path'], num_classes))
             except Exception as err:
                 raise RuntimeError(
                     f'scoring the existing map {task["out_path"]} of image '
@@ -350,10 +423,14 @@ def run(samples: Sequence[Dict],
         if chunksize is None:
             chunksize = max(1, min(16, len(todo) // (4 * workers)))
         abort = multiprocessing.Event()
+        # fork and spawn workers are this process's children (forkserver
+        # ones are not: they are not watched)
+        watch = os.getpid() if multiprocessing.get_start_method() in (
+            'fork', 'spawn') else None
         pool = multiprocessing.Pool(
             min(workers, len(todo)),
             initializer=_init_worker,
-            initargs=(abort, ))
+            initargs=(abort, watch))
         results = pool.imap_unordered(_process_one, todo, chunksize)
     try:
         for result in results:
@@ -375,11 +452,9 @@ def run(samples: Sequence[Dict],
     if bar is not None:
         sys.stdout.write('\n')
 
-    summary, stats_path = None, None
+    summary = None
     if gt_dir is not None:
         summary = summarize_confident_stats(all_stats)
-        stats_path = stats_out or osp.join(
-            osp.dirname(osp.abspath(out_dir)), 'confident_regions_stats.json')
         text = json.dumps(
             dict(
                 _json_safe(summary),
@@ -426,7 +501,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         stride=args.stride,
         gt_dir=args.gt_dir,
         gt_suffix=args.gt_suffix,
-        stats_out=args.stats_out)
+        stats_out=args.stats_out,
+        num_classes=args.num_classes)
 
 
 if __name__ == '__main__':

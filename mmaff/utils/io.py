@@ -43,13 +43,20 @@ _TEMP_NAME = re.compile(r'^\..+\.tmp-([A-Za-z0-9]+)-(\d+)-[A-Za-z0-9_]+')
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped,
+    does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            state = f.read().rsplit(')', 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ('Z', 'X')
 
 
 def remove_stale_temp_files(folder: str) -> List[str]:

@@ -591,3 +591,39 @@ def test_dist_test_two_processes_write_each_image_once(tiny_voc, tmp_path):
                     crf=False)
                 np.testing.assert_array_equal(
                     load_label_png(f'{work}/rw/{img_id}.png'), rw)
+
+
+def test_stale_temp_files_are_removed_at_the_start(exported, monkeypatch):
+    """A killed run's temporary files (dead writer) go; live ones stay."""
+    from mmaff.utils import io as mio
+    ex = exported
+    logs = []
+    monkeypatch.setattr(
+        rw_module,
+        'print_log',
+        lambda msg, logger=None, level=None: logs.append(msg))
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    host = mio._host_tag()
+    planted = {}
+    for folder in (ex.rw_dir, ex.crf_dir):
+        os.makedirs(folder)
+        stale = osp.join(folder, f'.{ex.ids[0]}.tmp-{host}-{dead.pid}-x.png')
+        live = osp.join(folder, f'.{ex.ids[1]}.tmp-{host}-{os.getpid()}-y.png')
+        for path in (stale, live):
+            with open(path, 'wb') as f:
+                f.write(b'partial')
+        planted[folder] = (stale, live)
+    hook = make_hook(ex, steps=4)
+    hook.before_test_epoch(SimpleNamespace(test_dataloader=[]))
+    for folder, (stale, live) in planted.items():
+        assert os.listdir(folder) == [osp.basename(live)]
+        assert (f'RandomWalkHook: removed 1 temporary files of an '
+                f'interrupted run from {folder}') in logs
+        os.remove(live)
+    # a whole run leaves only the outputs
+    with open(planted[ex.rw_dir][0], 'wb') as f:
+        f.write(b'partial')
+    run_hook(make_hook(ex, steps=4), ex.samples[:1])
+    assert os.listdir(ex.rw_dir) == [ex.ids[0] + '.png']
+    assert os.listdir(ex.crf_dir) == [ex.ids[0] + '.png']

@@ -3,8 +3,12 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -316,3 +320,247 @@ def test_script_on_voc_layout(tiny_voc, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert '4 already written (skipped), 0 to do' in proc.stdout
+
+
+# -- a killed tool: no leftovers, no orphaned workers, checked masks --------
+
+#: Runs the tool with a slowed-down ``atomic_write``: SLOW_TASK seconds
+#: before each write, SLOW_WRITE seconds between writing the temporary file
+#: and renaming it.
+SLOW_TOOL = f"""
+import os, runpy, sys, time
+import mmaff.utils.io as mio
+real = mio.atomic_write
+def slow(path, write_fn):
+    time.sleep(float(os.environ.get('SLOW_TASK', 0)))
+    def write(tmp):
+        write_fn(tmp)
+        time.sleep(float(os.environ.get('SLOW_WRITE', 0)))
+    real(path, write)
+mio.atomic_write = slow
+sys.argv = [{TOOL!r}] + sys.argv[1:]
+runpy.run_path({TOOL!r}, run_name='__main__')
+"""
+
+
+def _start_slow_tool(tmp_path, args, **slow):
+    script = tmp_path / 'slow_tool.py'
+    script.write_text(SLOW_TOOL)
+    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
+    env.update((key, str(value)) for key, value in slow.items())
+    return subprocess.Popen(
+        [sys.executable, str(script)] + args,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+
+def _wait_for(predicate, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f'the tool exited ({proc.returncode}) '
+                                 'before the test could kill it')
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError('timed out waiting for the tool')
+        time.sleep(0.02)
+
+
+def _temp_names(folder):
+    return [n for n in _listing(folder) if '.tmp-' in n]
+
+
+def _stat_fields(pid):
+    """Fields of /proc/<pid>/stat after the command name (None: gone)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid):
+    kids = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None and int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _running(pid):
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ('Z', 'X')
+
+
+needs_proc = pytest.mark.skipif(
+    not osp.isdir('/proc/self'), reason='needs Linux /proc')
+
+
+def test_killed_mid_write_rerun_leaves_no_temp_file(tool, dataset, tmp_path):
+    out = str(tmp_path / 'conf')
+    args = [
+        '--img-dir', dataset['img_dir'], '--cam-dir', dataset['cam_dir'],
+        '--out-dir', out, '--img-suffix', '.png', '--workers', '0'
+    ]
+    proc = _start_slow_tool(tmp_path, args, SLOW_WRITE=60)
+    try:
+        _wait_for(lambda: _temp_names(out), proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # killed while writing a.png: its temporary file is left behind
+    assert len(_temp_names(out)) == 1 and 'a.png' not in _listing(out)
+
+    res = tool.run(dataset['samples'], dataset['cam_dir'], out, workers=0)
+    assert res['processed'] == 4
+    assert _listing(out) == ['a.png', 'b.png', 'c.png', 'd.png']
+    ref = str(tmp_path / 'ref')
+    tool.run(dataset['samples'], dataset['cam_dir'], ref, workers=0)
+    for name in _listing(ref):
+        with open(osp.join(out, name), 'rb') as f, \
+                open(osp.join(ref, name), 'rb') as g:
+            assert f.read() == g.read(), name
+
+
+@needs_proc
+def test_workers_die_with_the_killed_tool(tool, dataset, tmp_path):
+    # 48 images: chunks of 6 tasks per worker, 0.5 s each
+    img_dir, cam_dir = tmp_path / 'many_img', tmp_path / 'many_cam'
+    img_dir.mkdir()
+    cam_dir.mkdir()
+    names = [f'm{i:02d}' for i in range(48)]
+    for name in names:
+        shutil.copyfile(
+            osp.join(dataset['img_dir'], 'b.png'), img_dir / f'{name}.png')
+        shutil.copyfile(
+            osp.join(dataset['cam_dir'], 'b.npz'), cam_dir / f'{name}.npz')
+    out = str(tmp_path / 'conf')
+    args = [
+        '--img-dir',
+        str(img_dir), '--cam-dir',
+        str(cam_dir), '--out-dir', out, '--img-suffix', '.png', '--workers',
+        '2'
+    ]
+    proc = _start_slow_tool(tmp_path, args, SLOW_TASK=0.5)
+    workers = []
+    try:
+        _wait_for(
+            lambda: any(
+                n.endswith('.png') and '.tmp-' not in n
+                for n in _listing(out)), proc)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers
+    finally:
+        killed_at = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 1.5
+    while any(_running(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    alive = [p for p in workers if _running(p)]
+    for pid in alive:  # do not leave them behind, whatever the result
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, 'pool workers outlived the killed tool'
+    before = _mtimes(out)
+    time.sleep(1)
+    assert _mtimes(out) == before, 'files were written after the kill'
+    late = [
+        n for n in _listing(out) if n.endswith('.png')
+        and os.stat(osp.join(out, n)).st_mtime > killed_at + 0.2
+    ]
+    assert not late, f'written after the kill: {late}'
+    # a re-run completes the maps and leaves no temporary file (of a
+    # worker killed mid-write), once the killed workers are reaped (a
+    # zombie's pid still counts as a live writer)
+    deadline = time.monotonic() + 30
+    while any(_stat_fields(p) for p in workers) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    samples = tool.build_samples(str(img_dir), str(cam_dir), None, '.png')
+    res = tool.run(samples, str(cam_dir), out, workers=0, progress=False)
+    assert res['processed'] + res['skipped'] == 48
+    assert _listing(out) == sorted(f'{n}.png' for n in names)
+
+
+def test_queued_tasks_return_once_the_parent_is_gone(tool, dataset,
+                                                     monkeypatch, tmp_path):
+    out = tmp_path / 'conf'
+    task = dict(
+        img_id='a',
+        img_path=dataset['samples'][0]['img_path'],
+        img_labels=[3],
+        cam_path=osp.join(dataset['cam_dir'], 'a.npz'),
+        out_path=str(out / 'a.png'),
+        gt_path=None,
+        alpha_low=4,
+        alpha_high=24,
+        stride=8,
+        crf=None,
+        num_classes=21)
+    # a worker whose parent (the tool) has died: it now has another one
+    monkeypatch.setattr(tool, '_PARENT_PID', os.getppid() + 100000, False)
+    assert tool._process_one(task) is None
+    assert not out.exists()
+    monkeypatch.setattr(tool, '_PARENT_PID', os.getppid())
+    assert tool._process_one(task)['img_id'] == 'a'
+    assert _listing(str(out)) == ['a.png']
+
+
+def test_ground_truth_values_are_checked(tool, dataset):
+    out = str(dataset['root'] / 'conf')
+    gt_b = osp.join(dataset['gt_dir'], 'b.png')
+    gt = load_label_png(gt_b)
+    gt[5, 5] = 21  # VOC has ids 0..20 (and 255)
+    save_label_png(gt_b, gt)
+    with pytest.raises(RuntimeError) as info:
+        tool.run(
+            dataset['samples'],
+            dataset['cam_dir'],
+            out,
+            workers=0,
+            gt_dir=dataset['gt_dir'])
+    assert gt_b in str(info.value) and '[21]' in str(info.value)
+    assert 'outside the class range 0..20' in str(info.value)
+    _assert_no_output_for(out, 'b')
+    # the existing maps (skipped) are checked too
+    tool.run(dataset['samples'], dataset['cam_dir'], out, workers=0)
+    with pytest.raises(RuntimeError, match=re.escape(gt_b)):
+        tool.run(
+            dataset['samples'],
+            dataset['cam_dir'],
+            out,
+            workers=0,
+            gt_dir=dataset['gt_dir'])
+    # fewer classes: d's class 20 is out of range
+    samples = [s for s in dataset['samples'] if s['img_id'] != 'b']
+    gt_d = osp.join(dataset['gt_dir'], 'd.png')
+    with pytest.raises(RuntimeError, match=re.escape(gt_d) + '.*20'):
+        tool.run(
+            samples,
+            dataset['cam_dir'],
+            out,
+            workers=0,
+            gt_dir=dataset['gt_dir'],
+            num_classes=13)
+    res = tool.run(
+        samples,
+        dataset['cam_dir'],
+        out,
+        workers=0,
+        gt_dir=dataset['gt_dir'],
+        num_classes=21)
+    assert res['stats']['num_images'] == 3
+    # and on the command line
+    split = dataset['root'] / 'split.txt'
+    split.write_text('a\nd\n')
+    common = [
+        '--img-dir', dataset['img_dir'], '--cam-dir', dataset['cam_dir'],
+        '--out-dir', out, '--img-suffix', '.png', '--workers', '0', '--split',
+        str(split), '--gt-dir', dataset['gt_dir']
+    ]
+    with pytest.raises(RuntimeError, match=re.escape(gt_d)):
+        tool.main(common + ['--num-classes', '6'])
+    assert tool.main(common)['stats']['num_images'] == 2

@@ -391,3 +391,99 @@ def test_command_line(tmp_path, capsys):
         '--size', '80'
     ])
     assert 'nothing to do' in capsys.readouterr().out
+
+
+# -- a killed run leaves nothing behind -------------------------------------
+
+#: Generates the dataset, killing itself (SIGKILL) while writing the
+#: ``KILL_AT``-th file, after its temporary file has received some bytes.
+_KILLED_RUN = """
+import importlib.util, os, sys
+import mmaff.utils.io as mio
+real, count = mio.atomic_write, [0]
+def dying(path, write_fn):
+    count[0] += 1
+    def write(tmp):
+        if count[0] == int(os.environ['KILL_AT']):
+            open(tmp, 'wb').write(b'partial')
+            os.kill(os.getpid(), 9)
+        write_fn(tmp)
+    real(path, write)
+mio.atomic_write = dying
+spec = importlib.util.spec_from_file_location('demo_gen', sys.argv[1])
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+tool.generate(sys.argv[2], seed=int(sys.argv[3]), num_train=int(sys.argv[4]),
+              num_val=int(sys.argv[5]), size=int(sys.argv[6]),
+              show_progress=False)
+"""
+
+
+def _temp_files(root):
+    return [
+        osp.join(folder, name) for folder, _, files in os.walk(root)
+        for name in files if '.tmp-' in name
+    ]
+
+
+@pytest.mark.parametrize('kill_at', [1, 9, 12])
+def test_killed_run_then_rerun_leaves_no_temp_file(tmp_path, dataset, capsys,
+                                                   kill_at):
+    import subprocess
+    import sys
+    root = tmp_path / 'demo'
+    proc = subprocess.run([
+        sys.executable, '-c', _KILLED_RUN, TOOL,
+        str(root),
+        str(SEED),
+        str(NUM_TRAIN),
+        str(NUM_VAL),
+        str(SIZE)
+    ],
+                          env=dict(
+                              os.environ,
+                              KILL_AT=str(kill_at),
+                              PYTHONWARNINGS='ignore'),
+                          capture_output=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert len(_temp_files(root)) == 1  # what the killed writer left
+    capsys.readouterr()
+    _generate(root)
+    assert 'removed 1 temporary files of an interrupted run' in \
+        capsys.readouterr().out
+    assert _temp_files(root) == []
+    assert _all_files(root) == _all_files(dataset[0])
+
+
+def test_mini_voc_rerun_removes_stale_temp_files(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from mmaff.utils import io as mio
+    spec = importlib.util.spec_from_file_location(
+        'make_mini_voc', osp.join(osp.dirname(TOOL), 'make_mini_voc.py'))
+    mini = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mini)
+    root = tmp_path / 'VOC2012'
+    mini.generate(str(root), num_train=1, num_aug=1, num_val=1)
+    before = _all_files(root)
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    tag = f'{mio._host_tag()}-{dead.pid}'
+    stale = [
+        root / 'JPEGImages' / f'.2007_000000.tmp-{tag}-a1.jpg',
+        root / 'SegmentationClassAug' / f'.2007_000001.tmp-{tag}-b2.png',
+        root / f'.mini_voc.tmp-{tag}-c3.json'
+    ]
+    live = root / 'Annotations' / \
+        f'.2007_000002.tmp-{mio._host_tag()}-{os.getpid()}-d4.xml'
+    for path in stale + [live]:
+        path.write_bytes(b'partial')
+    capsys.readouterr()
+    mini.generate(str(root), num_train=1, num_aug=1, num_val=1)
+    assert 'removed 3 temporary files of an interrupted run' in \
+        capsys.readouterr().out
+    assert _temp_files(root) == [str(live)]  # a live writer's stays
+    live.unlink()
+    assert _all_files(root) == before

@@ -396,3 +396,18 @@ def test_cam_files_refuse_out_of_range_values_and_repeated_classes(tmp_path):
         img_shape=np.array([2, 2], np.int32))
     with pytest.raises(ValueError, match=r'a\.npz.*two CAMs'):
         load_cam_file(path, image_labels=[4])
+
+
+def test_a_killed_but_unreaped_writer_counts_as_gone():
+    import subprocess
+    import sys
+    import time
+
+    from mmaff.utils import io as mio
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    assert mio._alive(os.getpid())
+    deadline = time.time() + 30
+    while mio._alive(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)  # exited but not reaped: a zombie
+    assert not mio._alive(proc.pid)
+    proc.wait()

@@ -51,7 +51,8 @@ import cv2
 import numpy as np
 from mmengine.utils import ProgressBar
 
-from mmaff.utils.io import atomic_write, save_label_png
+from mmaff.utils.io import (atomic_write, remove_stale_temp_files,
+                            save_label_png)
 
 GENERATOR_VERSION = '1.0'
 
@@ -611,6 +612,32 @@ def _check_target(out_dir: str, meta: dict) -> bool:
     return False
 
 
+#: The folders the generators write into, relative to the dataset root.
+OUTPUT_FOLDERS = ('.', 'JPEGImages', 'SegmentationClass',
+                  'SegmentationClassAug', 'Annotations',
+                  osp.join('ImageSets', 'Segmentation'))
+
+
+def remove_leftovers(out_dir: str) -> int:
+    """Remove the temporary files that a killed run left in the dataset's
+    folders (see :func:`mmaff.utils.io.remove_stale_temp_files`).
+
+    Args:
+        out_dir (str): Dataset root.
+
+    Returns:
+        int: Number of files removed (printed when > 0).
+    """
+    removed = 0
+    for sub in OUTPUT_FOLDERS:
+        removed += len(
+            remove_stale_temp_files(osp.normpath(osp.join(out_dir, sub))))
+    if removed:
+        print(f'{out_dir}: removed {removed} temporary files of an '
+              'interrupted run')
+    return removed
+
+
 def _class_counts(out_dir: str, ids: Dict[str, List[str]]) -> dict:
     """Number of images of each split that contain each class (from XML)."""
     counts = {}
@@ -655,6 +682,7 @@ def generate(out_dir: str,
     out_dir = osp.abspath(out_dir)
     meta = _meta(seed, num_train, num_val, size)
     have_meta = _check_target(out_dir, meta)
+    remove_leftovers(out_dir)
     ids = split_ids(num_train, num_val)
     written = 0
     if not have_meta:

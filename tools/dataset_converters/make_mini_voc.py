@@ -185,6 +185,7 @@ def generate(out_dir: str,
         raise ValueError(f'{out_dir} already holds images but no '
                          'mini_voc.json: refusing to write into it (a real '
                          'VOC copy?)')
+    demo.remove_leftovers(out_dir)
     splits = split_ids(num_train, num_aug, num_val)
     written = 0
 

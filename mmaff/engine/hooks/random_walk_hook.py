@@ -20,7 +20,8 @@ from mmaff.ops.crf import dense_crf
 from mmaff.ops.propagation import (crf_label, propagate_cams,
                                    scores_to_label)
 from mmaff.registry import HOOKS
-from mmaff.utils.io import load_cam_file, save_label_png
+from mmaff.utils.io import (load_cam_file, remove_stale_temp_files,
+                            save_label_png)
 
 #: Keyword arguments of :func:`mmaff.ops.dense_crf` a config may set.
 CRF_KEYS = tuple(
@@ -350,9 +351,17 @@ class RandomWalkHook(Hook):
     # -- hook points -------------------------------------------------------
 
     def before_test_epoch(self, runner) -> None:
-        """Reset the counters."""
+        """Reset the counters and remove the temporary files that killed
+        writers left in the output folders."""
         self._close_pool()
         self._reset()
+        for folder in (self.out_dir, self.crf_out_dir):
+            removed = remove_stale_temp_files(folder) if folder else []
+            if removed:
+                print_log(
+                    f'RandomWalkHook: removed {len(removed)} temporary files '
+                    f'of an interrupted run from {folder}',
+                    logger='current')
 
     def after_test_iter(self,
                         runner,
