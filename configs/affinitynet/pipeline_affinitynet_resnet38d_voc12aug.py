@@ -10,7 +10,7 @@ cam_config = 'configs/affinitynet/affinitynet-cam_resnet38d_4xb4-15e_voc12aug-44
 aff_config = 'configs/affinitynet/affinitynet_resnet38d_4xb2-8e_voc12aug-448x448.py'  # noqa: E501
 seg_config = 'configs/affinitynet/affinitynet-seg_resnet38d_4xb4-40k_voc12aug-512x512_affinitynet-pseudo.py'  # noqa: E501
 seg_name = 'seg_resnet38d'  # names seg_config's stages, work dir and row
-workers = 8  # processes of the confident-region stage
+workers = 8  # processes of the data check and the confident regions
 trainaug = ('test_dataloader.dataset.ann_file='
             'ImageSets/Segmentation/trainaug.txt '
             'test_dataloader.dataset.data_prefix.seg_map_path='
@@ -20,6 +20,12 @@ rw_inputs = [
     'test_evaluator.cam_dir={work_dir}/cams'
 ]
 stages = [
+    # 0. pre-flight: open every image, mask and annotation the stage-1
+    # config lists once and report all problems before hours of training
+    dict(
+        name='check_data',
+        script='tools/misc/check_dataset.py',
+        args=['{cam_config}', '--workers', '{workers}']),
     # 1. CAM classifier on train_aug (image-level labels from the XML)
     dict(
         name='cam_train',

@@ -47,7 +47,8 @@ from mmseg.structures import SegDataSample
 
 import mmaff  # noqa: F401  (applies the environment fixes first)
 from mmaff.engine.hooks import RandomWalkHook
-from mmaff.engine.hooks.random_walk_hook import read_rgb, single_thread
+from mmaff.engine.hooks.random_walk_hook import read_rgb
+from mmaff.ops.random_walk import cpu_threads
 from mmaff.ops import (affinity_from_features, dense_crf, propagate_cams,
                        scores_to_label)
 from mmaff.utils.io import load_cam_file, save_cam_file, save_label_png
@@ -160,7 +161,7 @@ def breakdown(items, cam_dir, out_dir, args, device):
         t0 = time.perf_counter()
         cams, labels = load_cam_file(osp.join(cam_dir, img_id + '.npz'))
         t1 = time.perf_counter()
-        with single_thread():  # as the hook runs it
+        with cpu_threads(1):  # as the hook runs it
             scores = propagate_cams(
                 torch.from_numpy(cams).to(device), affinity,
                 steps=args.steps).cpu()

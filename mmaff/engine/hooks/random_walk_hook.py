@@ -1,5 +1,4 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-import contextlib
 import inspect
 import logging
 import multiprocessing as mp
@@ -7,7 +6,7 @@ import os.path as osp
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Deque, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -19,6 +18,7 @@ from mmengine.logging import print_log
 from mmaff.ops.crf import dense_crf
 from mmaff.ops.propagation import (crf_label, propagate_cams,
                                    scores_to_label)
+from mmaff.ops.random_walk import cpu_threads
 from mmaff.registry import HOOKS
 from mmaff.utils.io import (load_cam_file, remove_stale_temp_files,
                             save_label_png)
@@ -98,24 +98,6 @@ def export_pseudo_label(job: dict) -> str:
 def _init_worker() -> None:
     """Worker processes run single-threaded: the parallelism is theirs."""
     torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch's CPU ops of the block on one thread, then restore.
-
-    The walk is 256 tiny sparse products: intra-op threads only add a
-    synchronisation per step, and when the CPU is oversubscribed (data
-    loader workers, other ranks) a step waits for a descheduled thread.
-    Measured on 2 cores under load: 0.04 s per 500x375 walk on one thread,
-    0.05-2.2 s on two.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @HOOKS.register_module()
@@ -280,7 +262,7 @@ class RandomWalkHook(Hook):
 
     def _run_inline(self, job: dict) -> None:
         try:
-            with single_thread():
+            with cpu_threads(1):
                 export_pseudo_label(job)
         except Exception as err:
             raise self._error(job, err) from err
