@@ -222,13 +222,19 @@ def worker(args):
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch.save(out.cpu(), args.worker_out)
+    from mmaff.ops import pair_offsets
+    from mmaff.ops.random_walk import SINGLE_THREAD_WORK
+    work = scores.numel() * len(pair_offsets(args.radius)) * 2
+    threads = torch.get_num_threads()
+    if args.worker == 'sparse' and not cuda and work < SINGLE_THREAD_WORK:
+        threads = 1  # random_walk runs short CPU walks on one thread
     print(
         json.dumps(
             dict(
                 times=times,
                 peak_bytes=peak,
                 mem_method=mem_method,
-                threads=torch.get_num_threads())))
+                threads=threads)))
 
 
 def run_worker(method, h, w, args, tmpdir):
@@ -346,8 +352,8 @@ def main(argv=None):
               f"{r['sparse_s']:.3f} s | "
               f'{dense[0]} | {dense[1]} | {mib(r["sparse_mem"])} | '
               f'{dense[2]} | {dense[3]} | {dense[4]} |')
-    print(f"\nmemory: {rows[0]['mem_method']}; torch threads "
-          f"{rows[0]['threads']}; load average after: "
+    print(f"\nmemory: {rows[0]['mem_method']}; threads of the sparse walk "
+          f"per case: {[r['threads'] for r in rows]}; load average after: "
           f'{", ".join(f"{x:.2f}" for x in os.getloadavg())}')
 
 
