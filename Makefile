@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VPY) tools/run_pipeline.py configs/demo/pipeline_demo.py
 
 test: $(STAMP)
-	$(VPY) -m pytest tests
+	$(VPY) -m pytest tests projects
 
 clean-demo:
 	rm -rf data/demo work_dirs/demo

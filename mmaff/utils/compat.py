@@ -29,6 +29,14 @@ Fixes 1 and 3 are no-ops where the environment does not need them:
    When CUDA is absent we initialise a gloo process group first (the Runner
    skips its own init when a group exists) and tell the DDP wrapper not to
    pin a device.
+4. :func:`patch_config_scope` - mmengine resolves ``_base_ = 'pkg::path'``
+   only for the OpenMMLab packages it lists (``MODULE2PACKAGE``), so
+   ``mmaff::`` bases fail with "mmengine does not support to load mmaff
+   config". ``Config._get_cfg_path`` is wrapped so that ``mmaff::<path>``
+   resolves to mmaff's shipped configs (under :func:`mim_root`: the
+   installed package's ``.mim/configs``, or the checkout's ``configs/`` for
+   an editable install); every other base goes to mmengine unchanged.
+   Nothing happens when mmengine lists mmaff itself.
 """
 import contextlib
 import importlib.util
@@ -43,7 +51,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
-_PATCHED = {'mmcv_ops': False, 'checkpoint': False}
+_PATCHED = {'mmcv_ops': False, 'checkpoint': False, 'config_scope': False}
 # None: weights-only with the mmengine allow-list (full unpickling only when
 # trusted); True: weights-only without the allow-list (published models).
 _WEIGHTS_ONLY: Optional[bool] = None
@@ -456,7 +464,126 @@ def cpu_ddp_wrapper_cfg(cfg) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+#: The scope of mmaff's configs in ``_base_ = 'mmaff::<path>'``.
+CONFIG_SCOPE = 'mmaff'
+
+
+def _is_mim_root(root: str) -> bool:
+    """Whether ``root`` holds mmaff's ``configs/`` and ``model-index.yml``."""
+    return (osp.isdir(osp.join(root, 'configs'))
+            and osp.isfile(osp.join(root, 'model-index.yml')))
+
+
+def mim_root(package_dir: Optional[str] = None) -> str:
+    """The folder with mmaff's ``configs/``, ``tools/`` and model index.
+
+    The OpenMMLab convention: an installed package carries its configs,
+    model index and tools in ``<package>/.mim`` (mmaff's ``setup.py`` copies
+    them there when it builds a wheel). An editable install
+    (``pip install -e .``) has no ``.mim``: its package folder is the
+    checkout's ``mmaff/``, and the checkout (the folder above it) holds
+    ``configs/``, ``tools/`` and ``model-index.yml`` itself. Either way
+    ``<root>/tools/train.py`` is the training tool.
+
+    Args:
+        package_dir (str, optional): The ``mmaff`` package folder. Defaults
+            to the one this module belongs to.
+
+    Returns:
+        str: ``<package>/.mim`` if it holds ``configs/`` and
+        ``model-index.yml``, else the folder above the package if it does.
+
+    Raises:
+        FileNotFoundError: If neither does (a broken install).
+    """
+    if package_dir is None:
+        package_dir = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    candidates = (osp.join(package_dir, '.mim'), osp.dirname(package_dir))
+    for root in candidates:
+        if _is_mim_root(root):
+            return root
+    raise FileNotFoundError(
+        f"mmaff's configs are not installed: neither {candidates[0]} nor "
+        f'{candidates[1]} holds configs/ and model-index.yml. Reinstall '
+        'mmaff from a wheel or sdist built by its setup.py, or install the '
+        'checkout with `pip install -e .`.')
+
+
+def resolve_config_path(cfg_path: str,
+                        package_dir: Optional[str] = None) -> str:
+    """The file that ``mmaff::<path>`` names.
+
+    Args:
+        cfg_path (str): ``mmaff::<path>`` or ``<path>``, relative to mmaff's
+            ``configs/`` (e.g. ``mmaff::_base_/default_runtime.py``).
+        package_dir (str, optional): See :func:`mim_root`.
+
+    Returns:
+        str: Absolute path of the config file.
+
+    Raises:
+        ValueError: If ``cfg_path`` names another scope.
+        FileNotFoundError: If the config does not exist.
+    """
+    scope, sep, rel_path = cfg_path.partition('::')
+    if not sep:
+        rel_path = cfg_path
+    elif scope != CONFIG_SCOPE:
+        raise ValueError(f'{cfg_path} is not an {CONFIG_SCOPE}:: config')
+    configs = osp.abspath(osp.join(mim_root(package_dir), 'configs'))
+    path = osp.abspath(osp.join(configs, rel_path))
+    inside = osp.commonpath([configs, path]) == configs
+    if not inside or not osp.isfile(path):
+        raise FileNotFoundError(
+            f"{cfg_path}: there is no {rel_path!r} in mmaff's configs "
+            f'({configs})')
+    return path
+
+
+def patch_config_scope() -> bool:
+    """Let mmengine's configs inherit ``mmaff::<path>`` bases.
+
+    mmengine 0.10 asserts that the scope of a ``pkg::path`` base is one of
+    its ``MODULE2PACKAGE``; adding mmaff there would not do, as it then looks
+    for ``<site-packages>/mmaff/.mim``, which an editable install lacks.
+    ``Config._get_cfg_path`` is wrapped instead: ``mmaff::`` bases resolve
+    with :func:`resolve_config_path` (scope ``mmaff``, so their components
+    build from mmaff's registries, as for mmseg's bases), the rest is left to
+    mmengine (``mmseg::`` bases inside mmaff's configs resolve as usual).
+
+    The patch is applied by ``import mmaff``, which must come before
+    ``Config.fromfile`` of a config with ``mmaff::`` bases: mmengine resolves
+    ``_base_`` before it processes ``custom_imports``. mmaff's tools import
+    mmaff first.
+
+    Returns:
+        bool: True if ``mmaff::`` bases are (now) resolved by this module,
+        False if mmengine supports mmaff natively and nothing was changed.
+    """
+    if _PATCHED['config_scope']:
+        return True
+    from mmengine.config import Config
+    from mmengine.config.utils import MODULE2PACKAGE
+    if CONFIG_SCOPE in MODULE2PACKAGE:
+        return False
+    original = Config._get_cfg_path
+    prefix = f'{CONFIG_SCOPE}::'
+
+    def _get_cfg_path(cfg_path: str,
+                      filename: str) -> Tuple[str, Optional[str]]:
+        if isinstance(cfg_path, str) and cfg_path.startswith(prefix):
+            return resolve_config_path(cfg_path), CONFIG_SCOPE
+        return original(cfg_path, filename)
+
+    _get_cfg_path.__doc__ = original.__doc__
+    _get_cfg_path._mmaff_original = original  # type: ignore[attr-defined]
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+    _PATCHED['config_scope'] = True
+    return True
+
+
 def apply_all() -> None:
     """Apply the fixes that need no arguments (import time of mmaff)."""
     patch_mmcv_ops()
     patch_checkpoint_loading()
+    patch_config_scope()

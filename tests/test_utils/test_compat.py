@@ -525,3 +525,102 @@ def test_cpu_ddp_wrapper_cfg(monkeypatch):
     cfg = Config(dict(model=dict(type='X')))
     cpu_ddp_wrapper_cfg(cfg)
     assert 'model_wrapper_cfg' not in cfg
+
+
+# ------------------------------------------------------- mmaff:: config bases
+
+_CAM_CONFIG = ('affinitynet/'
+               'affinitynet-cam_resnet38d_4xb4-15e_voc12aug-448x448.py')
+
+
+def _fake_mim_root(root) -> None:
+    (root / 'configs' / '_base_').mkdir(parents=True)
+    (root / 'model-index.yml').write_text('Import: []\n')
+    (root / 'configs' / '_base_' / 'x.py').write_text('x = 1\n')
+
+
+def test_mim_root_of_this_install():
+    """The editable install (or a wheel's ``.mim``) has the configs."""
+    package_dir = osp.dirname(osp.abspath(mmaff.__file__))
+    root = compat.mim_root()
+    assert root in (osp.join(package_dir, '.mim'), osp.dirname(package_dir))
+    for name in ('configs', 'tools'):
+        assert osp.isdir(osp.join(root, name))
+    assert osp.isfile(osp.join(root, 'model-index.yml'))
+    assert compat.resolve_config_path(f'mmaff::{_CAM_CONFIG}') == \
+        osp.join(root, 'configs', _CAM_CONFIG)
+    assert compat.resolve_config_path(_CAM_CONFIG) == \
+        osp.join(root, 'configs', _CAM_CONFIG)
+
+
+def test_mim_root_prefers_the_package_mim(tmp_path):
+    package_dir = tmp_path / 'site' / 'mmaff'
+    package_dir.mkdir(parents=True)
+    # a site-packages with a stray configs/ is no mmaff checkout
+    (tmp_path / 'site' / 'configs').mkdir()
+    with pytest.raises(FileNotFoundError, match='configs are not installed'):
+        compat.mim_root(str(package_dir))
+    # an mmaff checkout above the package (editable install)
+    _fake_mim_root(tmp_path / 'site2')
+    (tmp_path / 'site2' / 'mmaff').mkdir()
+    assert compat.mim_root(str(tmp_path / 'site2' / 'mmaff')) == \
+        str(tmp_path / 'site2')
+    # the package's .mim (a wheel install) wins over anything above it
+    _fake_mim_root(package_dir / '.mim')
+    assert compat.mim_root(str(package_dir)) == str(package_dir / '.mim')
+    assert compat.resolve_config_path(
+        'mmaff::_base_/x.py', str(package_dir)) == \
+        str(package_dir / '.mim' / 'configs' / '_base_' / 'x.py')
+
+
+def test_resolve_config_path_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no_such.py'):
+        compat.resolve_config_path('mmaff::affinitynet/no_such.py')
+    # nothing outside configs/ is reachable
+    with pytest.raises(FileNotFoundError):
+        compat.resolve_config_path('mmaff::../setup.py')
+    with pytest.raises(FileNotFoundError):
+        compat.resolve_config_path('mmaff::' + osp.abspath(__file__))
+    with pytest.raises(ValueError, match='not an mmaff:: config'):
+        compat.resolve_config_path('mmseg::_base_/default_runtime.py')
+
+
+def test_mmaff_scope_base_with_mmseg_bases(tmp_path):
+    """A user's config outside the repo inherits ``mmaff::`` (and, through
+    it, ``mmseg::``) bases; other scopes still go to mmengine."""
+    assert compat.patch_config_scope() is True  # applied by import mmaff
+    cfg_file = tmp_path / 'my_cam.py'
+    cfg_file.write_text(f"_base_ = 'mmaff::{_CAM_CONFIG}'\n"
+                        'train_cfg = dict(max_iters=10)\n')
+    cfg = Config.fromfile(str(cfg_file))
+    assert cfg.model.type == 'CAMClassifier'
+    assert cfg.model._scope_ == 'mmaff'  # built from mmaff's registries
+    assert cfg.default_scope == 'mmaff'
+    assert cfg.train_cfg.max_iters == 10
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop'  # merged, not replaced
+    text = cfg.text
+    assert compat.resolve_config_path(_CAM_CONFIG) in text
+    assert osp.join('mmseg', '.mim', 'configs', '_base_',
+                    'default_runtime.py') in text
+    # mmseg:: bases of the user's own config are mmengine's business
+    cfg_file.write_text("_base_ = 'mmseg::_base_/schedules/schedule_20k.py'\n")
+    assert Config.fromfile(str(cfg_file)).train_cfg.max_iters == 20000
+
+
+def test_patch_config_scope_noop_when_mmengine_supports_mmaff(monkeypatch):
+    from mmengine.config.utils import MODULE2PACKAGE
+    patched = Config.__dict__['_get_cfg_path']
+    monkeypatch.setitem(compat._PATCHED, 'config_scope', False)
+    monkeypatch.setitem(MODULE2PACKAGE, 'mmaff', 'mmaff')
+    assert compat.patch_config_scope() is False
+    assert Config.__dict__['_get_cfg_path'] is patched
+    assert compat._PATCHED['config_scope'] is False
+
+
+def test_without_the_patch_mmaff_scope_fails(tmp_path):
+    """The premise: plain mmengine refuses ``mmaff::`` bases."""
+    cfg_file = tmp_path / 'my_cam.py'
+    cfg_file.write_text(f"_base_ = 'mmaff::{_CAM_CONFIG}'\n")
+    original = Config._get_cfg_path._mmaff_original
+    with pytest.raises(AssertionError, match='does not support to load mmaff'):
+        original(f'mmaff::{_CAM_CONFIG}', str(cfg_file))
