@@ -16,6 +16,7 @@ CUDA (cuSPARSE). ``tools/analysis_tools/benchmark_random_walk.py`` compares
 both formulations.
 """
 import contextlib
+import functools
 import numbers
 import warnings
 from typing import Iterator, Tuple
@@ -27,11 +28,12 @@ from .affinity import pair_offsets
 
 __all__ = ['random_walk', 'sparse_transition', 'cpu_threads']
 
-#: Below this many multiply-adds per step, a CPU walk runs on one thread.
-#: Each of the ``steps`` products is then too short for intra-op threads
-#: to pay: they add a barrier per step, and on a busy machine every step
-#: waits for a descheduled thread (a VOC-size walk went from 45x faster
-#: than the dense formulation to 0.9x with one competing process).
+#: Below this many multiply-adds per step, a CPU walk runs on one thread:
+#: each of the ``steps`` products is then too short for intra-op threads
+#: to pay for their barrier, and beside a busy process every barrier waits
+#: for a descheduled thread. Measured on 2 cores (VOC-size walk of 4
+#: channels, ~0.8 M per step): two threads took 0.03 s on a quiet machine
+#: but 0.2-1.7 s beside a busy process; one thread 0.04 s and 0.12-0.18 s.
 SINGLE_THREAD_WORK = 2**24
 
 
@@ -53,6 +55,7 @@ def cpu_threads(num: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@functools.lru_cache(maxsize=16)
 def _neighbour_table(
         h: int, w: int, radius: int,
         device: torch.device) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -64,6 +67,11 @@ def _neighbour_table(
     comes from the stored pair ``+o`` anchored at the pixel, or from the
     pair ``-o`` anchored at the neighbour, or is the constant 1 of the
     diagonal.
+
+    The table depends only on the grid, the radius and the device, and a
+    dataset has few grid sizes (VOC: mostly 500 x 375 and 375 x 500): the
+    last 16 are cached (building one costs about as much as 130 walk steps
+    of a VOC image). Callers must not modify the returned tensors.
 
     Returns:
         tuple[Tensor]: ``crow`` (N + 1,), ``col`` (nnz,), ``row`` (nnz,) and
@@ -224,12 +232,12 @@ def random_walk(scores: Tensor,
     not differentiable (inputs are detached).
 
     Note:
-        On CPU a walk whose steps are short (fewer than
-        :data:`SINGLE_THREAD_WORK` multiply-adds, e.g. one VOC image) runs
-        on one thread: intra-op threads would only add a barrier per step,
-        and on a busy machine each barrier waits for a descheduled thread.
-        Larger walks (2048 x 1024 images, batches) use torch's threads.
-        See ``docs/benchmarks.md``, "Random walk".
+        Only the channels that are non-zero in some image are walked (a
+        zero channel stays zero), so passing all classes with the absent
+        ones zero costs what the present ones cost. On CPU a walk whose
+        steps are short (fewer than :data:`SINGLE_THREAD_WORK`
+        multiply-adds) runs on one thread: intra-op threads would only add
+        a barrier per step. See ``docs/benchmarks.md``, "Random walk".
 
     Args:
         scores (Tensor): (B, C, h, w) class scores on the grid (e.g. the
@@ -244,19 +252,30 @@ def random_walk(scores: Tensor,
 
     Returns:
         Tensor: (B, C, h, w) propagated scores; float64 if either input is,
-        else float32.
+        else float32. Channels that are zero in every image are not walked
+        (they stay zero).
     """
     _check_affinity(affinity, beta, radius)
     _check_scores(scores, affinity, steps)
     b, c, h, w = scores.shape
     dtype = _work_dtype(scores, affinity)
-    work = b * h * w * c * len(pair_offsets(radius)) * 2
+    out = scores.detach().new_zeros((b, c, h, w), dtype=dtype)
+    # A channel that is zero everywhere stays zero (T 0 = 0): absent
+    # classes, when a caller passes all of them, cost nothing.
+    active = (scores.detach().flatten(2) != 0).any(2).any(0)
+    index = active.nonzero().flatten()
+    k = int(index.numel())
+    if k == 0:
+        return out
+    work = b * h * w * k * len(pair_offsets(radius)) * 2
     threads = 1 if (affinity.device.type == 'cpu'
                     and work < SINGLE_THREAD_WORK) else torch.get_num_threads()
     with torch.no_grad(), cpu_threads(threads):
         trans = _sparse_transition(affinity, beta, radius, dtype)
-        x = scores.detach().to(dtype).reshape(b, c, h * w)
-        x = x.transpose(1, 2).reshape(b * h * w, c).contiguous()
+        x = scores.detach()[:, index].to(dtype).reshape(b, k, h * w)
+        x = x.transpose(1, 2).reshape(b * h * w, k).contiguous()
         for _ in range(int(steps)):
             x = trans @ x
-        return x.reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w)
+        out[:, index] = x.reshape(b, h * w, k).transpose(1, 2).reshape(
+            b, k, h, w)
+        return out

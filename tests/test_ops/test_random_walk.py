@@ -276,3 +276,38 @@ def test_small_cpu_walks_run_on_one_thread(monkeypatch):
     large = rw_module.random_walk(scores, aff, steps=4)
     assert seen == [] and torch.get_num_threads() == before
     torch.testing.assert_close(small, large)
+
+
+def test_all_zero_channels_are_skipped_and_stay_zero(monkeypatch):
+    import importlib
+    rw_module = importlib.import_module('mmaff.ops.random_walk')
+    torch.manual_seed(1)
+    aff = affinity_from_features(torch.randn(2, 8, 7, 9), 5)
+    scores = torch.rand(2, 5, 7, 9, dtype=torch.float64)
+    scores[:, 1] = 0
+    scores[:, 3] = 0
+    scores[1, 4] = 0  # zero in one image only: still walked
+    full = random_walk(scores, aff, steps=6)
+    # the walk on the non-zero channels alone, by the same op
+    part = random_walk(scores[:, [0, 2, 4]], aff, steps=6)
+    torch.testing.assert_close(full[:, [0, 2, 4]], part)
+    assert (full[:, [1, 3]] == 0).all() and (full[1, 4] == 0).all()
+    # the products see 3 channels, not 5
+    widths = []
+    real = rw_module._sparse_transition
+
+    def spy(*args):
+        trans = real(*args)
+
+        class Wrapped:
+
+            def __matmul__(self, x):
+                widths.append(x.shape[1])
+                return trans @ x
+
+        return Wrapped()
+
+    monkeypatch.setattr(rw_module, '_sparse_transition', spy)
+    random_walk(scores, aff, steps=2)
+    assert widths == [3, 3]
+    assert (random_walk(torch.zeros_like(scores), aff) == 0).all()
