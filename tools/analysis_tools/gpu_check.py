@@ -36,7 +36,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PIPELINES = (
     'configs/affinitynet/pipeline_affinitynet_resnet38d_voc12aug.py',
     'configs/affinitynet/pipeline_affinitynet_resnet38d-deeplabv3_voc12aug.py')
-#: training stage -> images per iteration and GPU (the configs' batch sizes)
+#: An mmengine training log line: iteration, max, s/iter and memory (MiB).
 _ITER = re.compile(r'Iter\(train\) \[\s*(\d+)/\s*(\d+)\].*?\btime: '
                    r'([\d.]+).*?\bmemory: (\d+)')
 

@@ -116,7 +116,7 @@ def render_image(demo, seed: int, index: int, size: int) -> dict:
         for obj in sample['objects']:
             voc_id = 1 + 4 * (obj['label'] - 1) + index % 4
             visible = obj['mask'][crop] & (label == obj['label'])
-            label[obj['mask'][crop] & (label == obj['label'])] = voc_id
+            label[visible] = voc_id
             if not visible.any():
                 continue
             ys, xs = np.nonzero(visible)
