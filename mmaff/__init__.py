@@ -9,5 +9,6 @@ _apply_compat()
 # Register every component (mmaff.registry mirrors them into mmseg's
 # registries, so configs that inherit mmseg's bases find them too).
 from . import datasets, engine, evaluation, models  # noqa: E402,F401,I001
+from . import visualization  # noqa: E402,F401,I001
 
 __all__ = ['__version__']

@@ -90,6 +90,8 @@ METRICS = Registry(
     locations=['mmaff.evaluation', 'mmseg.evaluation'])
 EVALUATOR = Registry('evaluator', parent=MMSEG_EVALUATOR)
 VISUALIZERS = Registry(
-    'visualizer', parent=MMSEG_VISUALIZERS, locations=['mmseg.visualization'])
+    'visualizer',
+    parent=MMSEG_VISUALIZERS,
+    locations=['mmaff.visualization', 'mmseg.visualization'])
 VISBACKENDS = Registry(
     'vis_backend', parent=MMSEG_VISBACKENDS, locations=['mmseg.visualization'])

@@ -147,9 +147,11 @@ def samples_from_config(config: str,
     from mmaff.registry import DATASETS
     from mmaff.utils import register_all_modules
     register_all_modules()
+    from mmaff.utils.handover import resolve_handovers
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    resolve_handovers(cfg)
     if 'confident_regions' not in cfg:
         raise KeyError(f'{config} has no `confident_regions` settings')
     spec = cfg.confident_regions.copy()

@@ -25,7 +25,12 @@ stage whose config has the option's parent section (e.g.
 has no ``train_dataloader``).
 
 A pipeline config holds ``work_dir``, ``stages`` and any other top-level
-string or number, which ``{name}`` in a stage's strings stands for.
+string or number, which ``{name}`` in a stage's strings stands for. With
+the hand-overs base (``configs/_base_/handovers.py``), ``{handovers.NAME}``
+stands for a hand-over under ``work_dir``, and every stage whose config
+defines hand-overs (``tools/train.py``/``tools/test.py``, or a tool given
+``--config``) runs with ``--cfg-options handover_root=<work_dir>``, so the
+stages find each other's files wherever the pipeline's work dir is.
 ``stages`` is a list of dicts:
 
 * ``name``: the stage's name (marker and log name);
@@ -33,16 +38,19 @@ string or number, which ``{name}`` in a stage's strings stands for.
 * ``args``: its arguments; ``{work_dir}`` (and ``{name}`` of any other
   top-level key, ``{smoke_images}`` included) is filled in, and
   ``{last_checkpoint:DIR}`` stands for the last checkpoint saved in DIR
-  (``dict(last_checkpoint=DIR)`` for a whole argument);
+  (``dict(last_checkpoint=DIR)`` for a whole argument), and
+  ``{metric:FILE:KEY}`` for a value an earlier stage measured (``KEY`` of
+  the JSON metrics ``FILE``, e.g. the CAM sweep's ``bg_threshold``);
 * ``distributed`` (bool): launch with torchrun when ``--launcher pytorch``;
 * ``resume`` (bool): add ``--resume`` when the stage's work dir
   (``resume_dir``) has a checkpoint from an interrupted run;
-* ``smoke_args`` (list, optional): added to the arguments under ``--smoke``
-  (for tools other than train/test, e.g. a dataset subset);
+* ``smoke_args`` (list, optional): ``--cfg-options`` added under
+  ``--smoke`` (for tools other than train/test, e.g. a dataset subset);
 * ``summary`` (optional): ``dict(key=..., file=..., fields=None)`` or a
   list of them: copies the JSON metrics the stage wrote (all, or the
   ``fields``: a list of names, or a dict ``{name in file: name in summary}``)
-  under ``key`` of the summary.
+  under ``key`` of the summary; ``file`` defaults to the stage's
+  ``--metrics-out``.
 """
 import argparse
 import glob
@@ -62,7 +70,24 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The standard tools, whose configs --smoke and --cfg-options adapt.
 _CONFIG_TOOLS = ('tools/train.py', 'tools/test.py')
 _CKPT = re.compile(r'\{last_checkpoint:([^{}]+)\}')
+_METRIC = re.compile(r'\{metric:([^{}:]+):(\w+)\}')
 _DRY_CKPT = '\0ckpt\0'  # marks a checkpoint read at run time (dry run)
+_DRY_METRIC = '\0metric\0'  # marks a measured value (dry run)
+
+
+def _measured(path: str, key: str, dry_run: bool = False) -> str:
+    """``key`` of the JSON metrics an earlier stage wrote to ``path``."""
+    if dry_run:
+        return f'{_DRY_METRIC}{key} of {path}{_DRY_METRIC}'
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'{path} does not exist: the stage that measures {key!r} has '
+            'not run')
+    with open(path) as f:
+        metrics = json.load(f)
+    if key not in metrics:
+        raise KeyError(f'{path} has no {key!r} (keys: {sorted(metrics)})')
+    return str(metrics[key])
 
 
 def _last_checkpoint(folder: str, dry_run: bool = False) -> str:
@@ -89,9 +114,15 @@ def _fmt(value, work_dir, dry_run: bool = False):
     names = work_dir if isinstance(work_dir, dict) else dict(
         work_dir=work_dir)
     if isinstance(value, str):
-        value = re.sub(
-            r'\{(\w+)\}', lambda m: str(names[m.group(1)])
-            if m.group(1) in names else m.group(0), value)
+        for _ in range(8):  # names may use names ('{work_dir}/seg')
+            filled = re.sub(
+                r'\{([\w.]+)\}', lambda m: str(names[m.group(1)])
+                if m.group(1) in names else m.group(0), value)
+            if filled == value:
+                break
+            value = filled
+        value = _METRIC.sub(
+            lambda m: _measured(m.group(1), m.group(2), dry_run), value)
         return _CKPT.sub(
             lambda m: _last_checkpoint(m.group(1), dry_run), value)
     if isinstance(value, (list, tuple)):
@@ -168,6 +199,11 @@ def _stage_command(stage: dict,
                 osp.join(stage_dir, 'epoch_*.pth')):
             args.append('--resume')
     options = []
+    config = args[0] if stage['script'] in _CONFIG_TOOLS else (
+        args[args.index('--config') + 1] if '--config' in args else None)
+    if config is not None and osp.isfile(config) and Config.fromfile(
+            config).get('handovers'):
+        options.append(f"handover_root={names['work_dir']}")
     if stage['script'] in _CONFIG_TOOLS and (smoke or cfg_options):
         cfg = Config.fromfile(args[0])
         if smoke:
@@ -179,7 +215,7 @@ def _stage_command(stage: dict,
                     value = f'[{",".join(str(v) for v in value)}]'
                 options.append(f'{key}={value}')
     if smoke and stage.get('smoke_args'):
-        args += [str(a) for a in _fmt(list(stage['smoke_args']), names)]
+        options += [str(a) for a in _fmt(list(stage['smoke_args']), names)]
     if options:
         if '--cfg-options' in args:
             at = args.index('--cfg-options') + 1
@@ -215,9 +251,21 @@ def format_command(cmd: List[str]) -> str:
             shown.append('"' + ''.join(
                 f'$(cat {p})' if k % 2 else p
                 for k, p in enumerate(parts)) + '"')
+        elif _DRY_METRIC in arg:
+            parts = arg.split(_DRY_METRIC)
+            shown.append('"' + ''.join(
+                f'<{p}>' if k % 2 else p for k, p in enumerate(parts)) + '"')
         else:
             shown.append(shlex.quote(arg))
     return ' '.join(shown)
+
+
+def _arg_after(cmd: List[str], flag: str) -> str:
+    """The value of ``flag`` in a command (a summary's default file)."""
+    if flag not in cmd:
+        raise ValueError(f'a stage summary without `file` needs {flag} in '
+                         f'the command: {format_command(cmd)}')
+    return cmd[cmd.index(flag) + 1]
 
 
 def _update_summary(path: str, key: str, values: dict) -> dict:
@@ -269,6 +317,11 @@ def run_pipeline(config: str,
         names['work_dir'] = cfg.work_dir.rstrip('/') + '_smoke'
     names['smoke_images'] = smoke_images
     work_dir = names['work_dir']
+    if cfg.get('handovers'):
+        from mmaff.utils.handover import handover_values
+        handovers = handover_values(dict(
+            handovers=cfg.handovers, handover_root=work_dir))
+        names.update({f'handovers.{k}': v for k, v in handovers.items()})
     smoke_cfg = dict(iters=smoke_iters, images=smoke_images) if smoke \
         else None
     done_dir = osp.join(work_dir, '.done')
@@ -305,7 +358,10 @@ def run_pipeline(config: str,
                 f'{log_path}\n...{tail}')
         specs = stage.get('summary') or []
         for spec in [specs] if isinstance(specs, dict) else specs:
-            with open(_fmt(spec['file'], names)) as f:
+            file = spec.get('file')
+            if file is None:
+                file = _arg_after(cmd, '--metrics-out')
+            with open(_fmt(file, names)) as f:
                 metrics = json.load(f)
             fields = spec.get('fields')
             if isinstance(fields, dict):

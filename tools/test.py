@@ -1,11 +1,11 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """Test (evaluate, visualise, export) a model, like mmseg's tool.
 
-``--out DIR`` sets the output folder of the config's export hooks (every
-custom hook with an ``out_dir``, e.g. ``CAMExportHook``; the
-``RandomWalkHook``'s dCRF labels go to ``DIR_crf``) and the evaluator follows
-them; a config without one falls back to mmseg's behaviour (the evaluator's
-``output_dir``).
+The files a stage config exports (CAMs, pseudo labels) are its hand-overs:
+``--cfg-options handover_root=DIR`` moves them all, ``handovers.NAME=DIR``
+one (see ``configs/_base_/handovers.py``). ``--out DIR`` is mmseg's: the
+evaluator's ``output_dir``. ``CHECKPOINT`` may be a training's work dir,
+which stands for the checkpoint it saved last.
 """
 import argparse
 
@@ -14,17 +14,18 @@ import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
 from mmaff.utils.tool_utils import (add_common_args, build_runner,
                                     dump_metrics, finish_distributed,
                                     load_tool_config, parse_common_args,
-                                    redirect_outputs)
+                                    set_output_dir)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test an mmaff model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint', help='checkpoint file, or a work dir (its last one)')
     parser.add_argument(
         '--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument(
-        '--out', type=str, help='the dir to write exported results to')
+        '--out', type=str, help='the evaluator\'s output_dir (as in mmseg)')
     parser.add_argument(
         '--metrics-out',
         help='write the returned metrics to this JSON file (rank 0)')
@@ -54,9 +55,8 @@ def main():
             vis['wait_time'] = args.wait_time
         if args.show_dir:
             cfg.visualizer['save_dir'] = args.show_dir
-    if args.out is not None and not redirect_outputs(cfg, args.out):
-        cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
+    if args.out is not None:
+        set_output_dir(cfg, args.out)
     metrics = build_runner(cfg).test()
     if args.metrics_out:
         from mmengine.dist import is_main_process

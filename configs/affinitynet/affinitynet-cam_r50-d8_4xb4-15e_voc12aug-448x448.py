@@ -1,5 +1,7 @@
 # Stage 1 with a dilated ResNet-50 (output stride 8), as in IRN (CVPR 2019).
 _base_ = './affinitynet-cam_resnet38d_4xb4-15e_voc12aug-448x448.py'
+# its own hand-overs (CAM files, work dir) beside the ResNet-38 ones
+handover_root = 'work_dirs/affinitynet_r50'
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -16,6 +18,3 @@ model = dict(
         init_cfg=dict(
             type='Pretrained', checkpoint='open-mmlab://resnet50_v1c')),
     cam_head=dict(in_channels=2048))
-custom_hooks = [
-    dict(type='CAMExportHook', out_dir='work_dirs/affinitynet_r50/cams')
-]

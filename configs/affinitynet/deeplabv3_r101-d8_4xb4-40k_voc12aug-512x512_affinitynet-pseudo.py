@@ -1,17 +1,19 @@
 # Stage 5: mmseg's DeepLabV3 (ResNet-101, voc12aug recipe) trained on the
 # AffinityNet pseudo labels of train_aug instead of the real masks, and
 # evaluated on the real VOC val masks. Only the training data changes.
-_base_ = 'mmseg::deeplabv3/deeplabv3_r101-d8_4xb4-40k_voc12aug-512x512.py'
+_base_ = [
+    'mmseg::deeplabv3/deeplabv3_r101-d8_4xb4-40k_voc12aug-512x512.py',
+    '../_base_/handovers.py'
+]
 default_scope = 'mmaff'
 custom_imports = dict(imports=['mmaff'], allow_failed_imports=False)
-pseudo_dir = 'work_dirs/affinitynet/pseudo_rw_crf'
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='PseudoLabelDataset',
         data_root={{_base_.data_root}},
         data_prefix=dict(img_path='JPEGImages'),
-        label_dir=pseudo_dir,
+        label_dir='{handovers.pseudo_rw_crf}',
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline={{_base_.train_pipeline}}))
 # a head whose num_classes differs from the data fails before training

@@ -5,14 +5,13 @@ _base_ = [
 ]
 default_scope = 'mmaff'
 custom_imports = dict(imports=['mmaff'], allow_failed_imports=False)
-pseudo_dir = 'work_dirs/affinitynet/pseudo_rw_crf'
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='PseudoLabelDataset',
         data_root={{_base_.data_root}},
         data_prefix=dict(img_path='JPEGImages'),
-        label_dir=pseudo_dir,
+        label_dir='{handovers.pseudo_rw_crf}',
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline={{_base_.train_pipeline}}))
 # a head whose num_classes differs from the data fails before training

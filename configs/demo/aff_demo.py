@@ -3,12 +3,11 @@
 _base_ = [
     '../_base_/models/resnet18-d8_demo.py',
     '../_base_/datasets/voc12aug_confident_regions.py',
-    '../_base_/default_runtime.py', '../_base_/schedules/schedule_aff_8e.py'
+    './_base_demo_runtime.py', '../_base_/schedules/schedule_aff_8e.py'
 ]
 data_root = 'data/demo'
 metainfo = dict(
     classes=('background', 'dots', 'stripes', 'rings', 'checks', 'cross'))
-conf_dir = 'work_dirs/demo/conf'
 model = dict(
     type='AffinityNet',
     # padded to a multiple of 8, training batches and test images alike
@@ -39,7 +38,6 @@ train_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         data_prefix=dict(img_path='JPEGImages'),
-        label_dir=conf_dir,
         pipeline=aff_train_pipeline))
 # The alphas turn (1 - max CAM) into a background score; what counts as
 # "confident" depends on how peaked the CAMs are. The paper's 4 / 32 suit
@@ -48,8 +46,6 @@ train_dataloader = dict(
 # with (1 - t)^alpha = t is ~1.3 there, and the low/high pair brackets it
 # (the background wins below a max CAM of ~0.65 / ~0.25).
 confident_regions = dict(
-    cam_dir='work_dirs/demo/cams',
-    out_dir=conf_dir,
     alpha_low=0.4,
     alpha_high=5,
     crf=dict(bilateral_sxy=20),  # 112-px images (the reference's 80 is
@@ -71,14 +67,9 @@ val_cfg = None
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=200, max_keep_ckpts=2))
-env_cfg = dict(cudnn_benchmark=False)
-randomness = dict(seed=0)
 
 # Stage 4 (test side): random walk from the demo CAMs, pseudo labels for the
 # train images (= trainaug of the demo set), scored against their masks.
-cam_dir = 'work_dirs/demo/cams'
-rw_dir = 'work_dirs/demo/pseudo_rw'
-rw_crf_dir = 'work_dirs/demo/pseudo_rw_crf'
 # (the base's test split is train, which is the demo's trainaug)
 test_dataloader = dict(
     num_workers=0,
@@ -86,18 +77,18 @@ test_dataloader = dict(
     dataset=dict(data_root=data_root, metainfo=metainfo))
 test_evaluator = dict(
     type='PseudoLabelMetric',
-    cam_dir=cam_dir,
-    cam_bg_threshold=0.45,  # the demo CAMs' best (see the CAM sweep)
+    cam_dir='{handovers.cams}',
+    cam_bg_threshold='{handovers.cam_bg_threshold}',
     label_dirs={
-        'RW': rw_dir,
-        'RW+dCRF': rw_crf_dir
+        'RW': '{handovers.pseudo_rw}',
+        'RW+dCRF': '{handovers.pseudo_rw_crf}'
     })
 custom_hooks = [
     dict(
         type='RandomWalkHook',
-        cam_dir=cam_dir,
-        out_dir=rw_dir,
-        crf_out_dir=rw_crf_dir,
+        cam_dir='{handovers.cams}',
+        out_dir='{handovers.pseudo_rw}',
+        crf_out_dir='{handovers.pseudo_rw_crf}',
         # Rescaled to the demo like the confident-region alphas (paper: 16).
         # The demo's stride-8 grid is 14 x 14 (VOC: ~63 x 47), so a few steps
         # already cross the image (paper: 256).

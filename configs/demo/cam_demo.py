@@ -1,15 +1,15 @@
 # Stage 1 on the demo set: a small dilated ResNet-18 (output stride 8)
 # trained from scratch on 2 CPU cores in a few minutes.
 _base_ = [
-    '../_base_/models/resnet18-d8_demo.py', './_base_demo_data.py', '../_base_/default_runtime.py',
-    '../_base_/schedules/schedule_cam_15e.py'
+    '../_base_/models/resnet18-d8_demo.py', './_base_demo_data.py',
+    './_base_demo_runtime.py', '../_base_/schedules/schedule_cam_15e.py'
 ]
 model = dict(
     type='CAMClassifier',
     data_preprocessor=dict(size=(112, 112)),
     cam_head=dict(
         type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.5),
-    test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold=0.45))
+    test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold='{handovers.cam_bg_threshold}'))
 max_iters = 3000
 # From scratch on CPU, AdamW converges far faster than the paper's SGD
 # (which assumes ImageNet weights).
@@ -27,6 +27,4 @@ train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=500, max_keep_ckpts=2))
-env_cfg = dict(cudnn_benchmark=False)
-randomness = dict(seed=0)
-custom_hooks = [dict(type='CAMExportHook', out_dir='work_dirs/demo/cams')]
+custom_hooks = [dict(type='CAMExportHook', out_dir='{handovers.cams}')]

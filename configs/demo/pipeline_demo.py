@@ -1,9 +1,11 @@
 # The demo pipeline: `make demo` runs
 #   python tools/run_pipeline.py configs/demo/pipeline_demo.py
-# Every stage is a standard tool run; finished stages are skipped. Every
-# hand-over (CAM files, confident regions, pseudo labels, checkpoints) lives
-# under work_dir and is passed to the stage that reads it.
+# Every stage is a standard tool run; finished stages are skipped. The files
+# stages hand over are the hand-overs of configs/_base_/handovers.py; each
+# stage runs with handover_root=work_dir.
+_base_ = ['../_base_/handovers.py']
 work_dir = 'work_dirs/demo'
+seg_work_dir = '{work_dir}/seg'  # stage 5: read by the test and the figure
 stages = [
     dict(
         name='data',
@@ -19,108 +21,90 @@ stages = [
             'configs/demo/cam_demo.py', '--out',
             '{work_dir}/cam_baselines.json'
         ],
-        summary=dict(key='cam_baselines', file='{work_dir}/cam_baselines.json')),
+        summary=dict(
+            key='cam_baselines', file='{work_dir}/cam_baselines.json')),
     dict(
         name='cam_train',
         script='tools/train.py',
-        args=['configs/demo/cam_demo.py', '--work-dir', '{work_dir}/cam'],
+        args=[
+            'configs/demo/cam_demo.py', '--work-dir',
+            '{handovers.cam_work_dir}'
+        ],
         distributed=True,
         resume=True,
-        resume_dir='{work_dir}/cam'),
+        resume_dir='{handovers.cam_work_dir}'),
     dict(
         name='cam_export',
         script='tools/test.py',
         args=[
-            'configs/demo/cam_demo.py',
-            dict(last_checkpoint='{work_dir}/cam'),
-            '--work-dir', '{work_dir}/cam', '--out', '{work_dir}/cams',
-            '--metrics-out', '{work_dir}/cam_metrics.json'
+            'configs/demo/cam_demo.py', '{handovers.cam_work_dir}',
+            '--work-dir', '{handovers.cam_work_dir}', '--metrics-out', '{handovers.cam_metrics}'
         ],
         distributed=True,
-        summary=dict(
-            key='cam',
-            file='{work_dir}/cam_metrics.json',
-            fields=['mIoU', 'bg_threshold'])),
+        summary=dict(key='cam', fields=['mIoU', 'bg_threshold'])),
     dict(
         name='confident_regions',
         script='tools/make_confident_regions.py',
         args=[
             '--config', 'configs/demo/aff_demo.py', '--workers', '2',
-            '--stats-out', '{work_dir}/confident_regions_stats.json',
-            '--cfg-options', 'confident_regions.cam_dir={work_dir}/cams',
-            'confident_regions.out_dir={work_dir}/conf'
+            '--stats-out', '{work_dir}/confident_regions_stats.json'
         ],
         smoke_args=['confident_regions.dataset.indices={smoke_images}'],
         summary=dict(
             key='confident_regions',
             file='{work_dir}/confident_regions_stats.json',
             fields=[
-                'fg_precision', 'bg_precision', 'unsure_fraction',
-                'fg_recall', 'bg_recall'
+                'fg_precision', 'bg_precision', 'unsure_fraction', 'fg_recall',
+                'bg_recall'
             ])),
     dict(
         name='aff_train',
         script='tools/train.py',
         args=[
-            'configs/demo/aff_demo.py', '--work-dir', '{work_dir}/aff',
-            '--cfg-options',
-            'train_dataloader.dataset.label_dir={work_dir}/conf'
+            'configs/demo/aff_demo.py', '--work-dir',
+            '{handovers.aff_work_dir}'
         ],
         distributed=True,
         resume=True,
-        resume_dir='{work_dir}/aff'),
+        resume_dir='{handovers.aff_work_dir}'),
     dict(
         name='rw_export',
         script='tools/test.py',
         args=[
-            'configs/demo/aff_demo.py',
-            dict(last_checkpoint='{work_dir}/aff'), '--work-dir',
-            '{work_dir}/aff', '--out', '{work_dir}/pseudo_rw',
-            '--metrics-out', '{work_dir}/rw_metrics.json', '--cfg-options',
-            'custom_hooks.0.cam_dir={work_dir}/cams',
-            'test_evaluator.cam_dir={work_dir}/cams'
+            'configs/demo/aff_demo.py', '{handovers.aff_work_dir}',
+            '--work-dir', '{handovers.aff_work_dir}', '--metrics-out', '{work_dir}/rw_metrics.json', '--cfg-options',
+            'handovers.cam_bg_threshold='
+            '{metric:{handovers.cam_metrics}:bg_threshold}'
         ],
         distributed=True,
         summary=[
-            dict(
-                key=key,
-                file='{work_dir}/rw_metrics.json',
-                fields={f'{name}/mIoU': 'mIoU'})
-            for key, name in (('cam_at_rw', 'CAM'), ('rw', 'RW'),
-                              ('rw_crf', 'RW+dCRF'))
+            dict(key=key, fields={f'{name}/mIoU': 'mIoU'})
+            for key, name in (('cam_at_rw', 'CAM'), ('rw', 'RW'), ('rw_crf',
+                                                                   'RW+dCRF'))
         ]),
     dict(
         name='seg_train',
         script='tools/train.py',
-        args=[
-            'configs/demo/seg_demo.py', '--work-dir', '{work_dir}/seg',
-            '--cfg-options',
-            'train_dataloader.dataset.label_dir={work_dir}/pseudo_rw_crf',
-            'model.backbone.init_cfg.checkpoint='
-            '{last_checkpoint:{work_dir}/cam}'
-        ],
+        args=['configs/demo/seg_demo.py', '--work-dir', '{seg_work_dir}'],
         distributed=True,
         resume=True,
-        resume_dir='{work_dir}/seg'),
+        resume_dir='{seg_work_dir}'),
     dict(
         name='seg_test',
         script='tools/test.py',
         args=[
-            'configs/demo/seg_demo.py',
-            dict(last_checkpoint='{work_dir}/seg'), '--work-dir',
-            '{work_dir}/seg', '--metrics-out', '{work_dir}/seg_metrics.json'
+            'configs/demo/seg_demo.py', '{seg_work_dir}', '--work-dir',
+            '{seg_work_dir}', '--metrics-out', '{work_dir}/seg_metrics.json'
         ],
         distributed=True,
-        summary=dict(
-            key='seg', file='{work_dir}/seg_metrics.json', fields=['mIoU'])),
+        summary=dict(key='seg', fields=['mIoU'])),
     dict(
         name='figure',
         script='tools/analysis_tools/visualize_pipeline.py',
         args=[
-            'configs/demo/cam_demo.py',
-            dict(last_checkpoint='{work_dir}/cam'), 'configs/demo/aff_demo.py',
-            dict(last_checkpoint='{work_dir}/aff'), 'configs/demo/seg_demo.py',
-            dict(last_checkpoint='{work_dir}/seg'), '--num', '4', '--out',
-            '{work_dir}/pipeline.png'
+            'configs/demo/cam_demo.py', '{handovers.cam_work_dir}',
+            'configs/demo/aff_demo.py', '{handovers.aff_work_dir}',
+            'configs/demo/seg_demo.py', '{seg_work_dir}', '--num', '4',
+            '--out', '{work_dir}/pipeline.png'
         ]),
 ]

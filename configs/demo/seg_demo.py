@@ -4,12 +4,11 @@
 # ImageNet weights on the demo machine, the backbone starts from the demo's
 # stage-1 classifier (the VOC configs start from ImageNet, as the paper).
 _base_ = [
-    '../_base_/models/resnet18-d8_demo.py', '../_base_/default_runtime.py'
+    '../_base_/models/resnet18-d8_demo.py', './_base_demo_runtime.py'
 ]
 data_root = 'data/demo'
 metainfo = dict(
     classes=('background', 'dots', 'stripes', 'rings', 'checks', 'cross'))
-pseudo_dir = 'work_dirs/demo/pseudo_rw_crf'
 crop_size = (112, 112)
 model = dict(
     type='EncoderDecoder',
@@ -19,7 +18,7 @@ model = dict(
         # checkpoint it saved last (the pipeline passes its own)
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='work_dirs/demo/cam',
+            checkpoint='{handovers.cam_work_dir}',
             prefix='backbone.')),
     decode_head=dict(
         type='FCNHead',
@@ -64,7 +63,7 @@ train_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         data_prefix=dict(img_path='JPEGImages'),
-        label_dir=pseudo_dir,
+        label_dir='{handovers.pseudo_rw_crf}',
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline=train_pipeline))
 val_dataloader = dict(
@@ -108,7 +107,5 @@ default_hooks = dict(
         max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
-env_cfg = dict(cudnn_benchmark=False)
-randomness = dict(seed=0)
 # a head whose num_classes differs from the data fails before training
 custom_hooks = [dict(type='NumClassesCheckHook')]

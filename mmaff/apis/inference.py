@@ -7,6 +7,7 @@ the affinities, :func:`mmaff.ops.propagate_cams` and
 :func:`mmaff.ops.crf_label` for the labels. So the labels equal those that
 ``tools/test.py`` + ``RandomWalkHook`` write for the same image.
 """
+import copy
 from typing import Optional, Sequence, Tuple, Union
 
 import mmcv
@@ -20,6 +21,7 @@ from mmaff.ops import crf_label, propagate_cams, scores_to_label
 from mmaff.registry import MODELS
 from mmaff.utils import register_all_modules
 from mmaff.utils.compat import weights_only_mode
+from mmaff.utils.handover import resolve_handovers
 
 ImageLike = Union[str, np.ndarray]
 
@@ -46,7 +48,9 @@ def init_model(config: Union[str, Config],
         nn.Module: The model in eval mode, with ``cfg`` attached.
     """
     register_all_modules()
-    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    cfg = Config.fromfile(config) if isinstance(config, str) else \
+        copy.deepcopy(config)
+    resolve_handovers(cfg)
     model_cfg = cfg.model.copy()
     model_cfg.pop('init_cfg', None)
     backbone = model_cfg.get('backbone', {})

@@ -6,6 +6,7 @@ from typing import Optional
 from mmengine.config import Config
 
 from .compat import cpu_ddp_wrapper_cfg, init_cpu_distributed
+from .handover import resolve_handovers
 
 
 def add_common_args(parser) -> None:
@@ -51,7 +52,9 @@ def load_tool_config(config: str,
                      launcher: str = 'none') -> Config:
     """Load a config the way mmseg's tools do, plus mmaff's CPU fixes.
 
-    The work dir is, by priority: ``work_dir``, the config's own, then
+    The config's hand-overs (``'{handovers.NAME}'``) are filled in after
+    ``cfg_options`` (:mod:`mmaff.utils.handover`). The work dir is, by
+    priority: ``work_dir``, the config's own, then
     ``./work_dirs/<config name>``. With ``launcher='pytorch'`` on a machine
     without CUDA, a gloo process group is started and the DDP wrapper gets
     no device ids (see :mod:`mmaff.utils.compat`).
@@ -71,6 +74,7 @@ def load_tool_config(config: str,
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
+    resolve_handovers(cfg)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
@@ -105,45 +109,37 @@ def dump_metrics(metrics: dict, path: str) -> None:
     atomic_write(path, _write)
 
 
-def redirect_outputs(cfg: Config, out: str) -> bool:
-    """Point the config's export hooks at ``out`` (``tools/test.py --out``).
+def set_output_dir(cfg: Config, out: str) -> None:
+    """``tools/test.py --out``: the evaluator's ``output_dir``, as in mmseg.
 
-    Every custom hook's ``out_dir`` becomes ``out`` and any other ``*_dir``
-    output it has (e.g. ``RandomWalkHook.crf_out_dir``) ``out`` + ``_`` + its
-    name without ``out_dir`` (``<out>_crf``); wherever the test evaluator
-    names one of the old folders, it follows.
+    The files mmaff's stages export are hand-overs
+    (:mod:`mmaff.utils.handover`): move them with
+    ``--cfg-options handovers.NAME=DIR``.
 
     Args:
         cfg (Config): The config, changed in place.
-        out (str): The new output folder.
+        out (str): The output folder.
 
-    Returns:
-        bool: Whether any hook was redirected.
+    Raises:
+        ValueError: The test evaluator has no ``output_dir``.
     """
-    moved = {}
-    for hook in cfg.get('custom_hooks', []) or []:
-        if 'out_dir' not in hook:
-            continue
-        for key in [k for k in hook if k.endswith('out_dir')]:
-            if not hook[key]:
-                continue
-            extra = key[:-len('out_dir')].strip('_')
-            new = out if not extra else f'{out}_{extra}'
-            moved[hook[key]] = new
-            hook[key] = new
+    import inspect
 
-    def _follow(value):
-        if isinstance(value, str):
-            return moved.get(value, value)
-        if isinstance(value, dict):
-            return type(value)({k: _follow(v) for k, v in value.items()})
-        if isinstance(value, (list, tuple)):
-            return type(value)(_follow(v) for v in value)
-        return value
-
-    if moved and cfg.get('test_evaluator'):
-        cfg.test_evaluator = _follow(cfg.test_evaluator)
-    return bool(moved)
+    from mmaff.registry import METRICS
+    evaluator = cfg.get('test_evaluator') or {}
+    metric = METRICS.get(evaluator.get('type', '')) if isinstance(
+        evaluator, dict) else None
+    if metric is None or 'output_dir' not in inspect.signature(
+            metric.__init__).parameters:
+        names = ', '.join(sorted(cfg.get('handovers') or {}))
+        raise ValueError(
+            f'--out sets the test evaluator\'s output_dir (as in mmseg), and '
+            f'{evaluator.get("type")!r} has none. The files this config '
+            'exports are hand-overs: move them with --cfg-options '
+            f'handovers.NAME=DIR (NAME: {names or "none defined"}) or '
+            'handover_root=DIR')
+    cfg.test_evaluator['output_dir'] = out
+    cfg.test_evaluator['keep_results'] = True
 
 
 def build_runner(cfg: Config):

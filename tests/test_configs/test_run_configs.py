@@ -233,9 +233,8 @@ def test_r50_cam_config_trains_and_exports(workspace):
     out = _run([
         PY,
         osp.join(REPO, 'tools/test.py'), config, ckpt, '--work-dir',
-        str(work), '--out',
-        str(work / 'cams'), '--cfg-options', 'test_dataloader.dataset.'
-        'indices=2'
+        str(work), '--cfg-options', f'handover_root={work}',
+        'test_dataloader.dataset.indices=2'
     ] + CPU_OPTIONS, cwd=ws, env=_env(ws))
     assert 'mIoU' in out
     assert sorted(os.listdir(work / 'cams')) == [

@@ -26,6 +26,7 @@ from mmaff.ops import dense_crf, pair_offsets, propagate_cams, scores_to_label
 from mmaff.registry import HOOKS, METRICS
 from mmaff.utils import register_all_modules
 from mmaff.utils.io import load_cam_file, load_label_png, save_cam_file
+from mmaff.utils.handover import resolve_handovers
 
 register_all_modules()
 
@@ -376,10 +377,12 @@ def test_affinitynet_config_has_the_stage4_test_side():
     assert cfg.model.data_preprocessor.test_cfg.size_divisor == 8
     hooks = [h for h in cfg.custom_hooks if h.type == 'RandomWalkHook']
     assert len(hooks) == 1
-    hook = HOOKS.build(hooks[0])
-    assert hook.out_dir == 'work_dirs/affinitynet/pseudo_rw'
-    assert hook.crf_out_dir == 'work_dirs/affinitynet/pseudo_rw_crf'
-    assert hook.cam_dir == 'work_dirs/affinitynet/cams'
+    resolve_handovers(cfg)
+    hook = HOOKS.build(cfg.custom_hooks[cfg.custom_hooks.index(hooks[0])])
+    root = 'work_dirs/affinitynet_resnet38d_voc12aug'
+    assert hook.out_dir == f'{root}/pseudo_rw'
+    assert hook.crf_out_dir == f'{root}/pseudo_rw_crf'
+    assert hook.cam_dir == f'{root}/cams'
     metric = METRICS.build(cfg.test_evaluator)
     assert metric.methods == ['CAM', 'RW', 'RW+dCRF']
     assert metric.label_dirs == {

@@ -186,3 +186,54 @@ def test_smoke_run_uses_its_own_work_dir_and_dry_run_runs_nothing(
     summary = run_pipeline.run_pipeline(str(cfg), smoke=True)
     assert summary == {'a': {'score': 1}, 'b': {'score': 1}, 'c': {'score': 1}}
     assert osp.isfile(f'{work}_smoke/summary.json') and not work.exists()
+
+
+def test_measured_values_and_nested_names(tmp_path):
+    names = dict(work_dir='w', seg='{work_dir}/seg')
+    assert run_pipeline._fmt('{seg}/x', names) == 'w/seg/x'
+    metrics = tmp_path / 'm.json'
+    metrics.write_text(json.dumps(dict(bg_threshold=0.35)))
+    assert run_pipeline._fmt(f't={{metric:{metrics}:bg_threshold}}',
+                             names) == 't=0.35'
+    with pytest.raises(KeyError, match='mIoU'):
+        run_pipeline._fmt(f'{{metric:{metrics}:mIoU}}', names)
+    with pytest.raises(FileNotFoundError, match='bg_threshold'):
+        run_pipeline._fmt(f'{{metric:{tmp_path}/no.json:bg_threshold}}',
+                          names)
+    shown = run_pipeline.format_command(
+        run_pipeline._fmt(['t={metric:{work_dir}/m.json:bg_threshold}'],
+                          names, dry_run=True))
+    assert shown == '"t=<bg_threshold of w/m.json>"'
+
+
+def test_stages_get_the_pipeline_work_dir_as_handover_root(tmp_path):
+    """Hand-over names resolve under the pipeline's work dir, and every
+    stage whose config defines hand-overs is told that root."""
+    stage_cfg = tmp_path / 'stage.py'
+    stage_cfg.write_text("handover_root = 'elsewhere'\n"
+                         "handovers = dict(cams='{handover_root}/cams')\n")
+    plain_cfg = tmp_path / 'plain.py'
+    plain_cfg.write_text('x = 1\n')
+    pipe = tmp_path / 'pipe.py'
+    stages = [
+        dict(name='t', script='tools/test.py',
+             args=[str(stage_cfg), '{handovers.cams}']),
+        dict(name='c', script='tools/make_confident_regions.py',
+             args=['--config', str(stage_cfg)]),
+        dict(name='p', script='tools/test.py', args=[str(plain_cfg)]),
+    ]
+    pipe.write_text(f"work_dir = '{tmp_path}/w'\n"
+                    "handover_root = 'x'\n"
+                    "handovers = dict(cams='{handover_root}/cams')\n"
+                    f'stages = {stages!r}\n')
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_pipeline.run_pipeline(str(pipe), dry_run=True)
+    lines = [line for line in out.getvalue().splitlines()
+             if not line.startswith('#')]
+    root = f'handover_root={tmp_path}/w'
+    assert lines[0].endswith(f'{tmp_path}/w/cams --cfg-options {root}')
+    assert lines[1].endswith(f'--config {stage_cfg} --cfg-options {root}')
+    assert 'handover_root' not in lines[2]

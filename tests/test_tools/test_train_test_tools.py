@@ -60,7 +60,7 @@ param_scheduler = [dict(type='PolyLR', power=0.9, begin=0, end=6,
                         by_epoch=False)]
 default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=5),
                      logger=dict(interval=1))
-custom_hooks = [dict(type='CAMExportHook', out_dir='{root}/cams_cfg')]
+handover_root = '{root}/handovers'
 """)
     return root, data, cfg
 
@@ -82,19 +82,17 @@ def test_train_resume_test_publish(tiny_setup):
     ckpt = torch.load(work / 'iter_6.pth', weights_only=False)
     assert ckpt['meta']['iter'] == 6
 
-    # test: scores the CAMs and --out redirects the export hook
+    # test: scores the CAMs; the hand-over option moves the export
     cams = root / 'cams'
     out = _run([
         PY, 'tools/test.py',
         str(cfg),
         str(work / 'iter_6.pth'), '--work-dir',
-        str(root / 'test'), '--out',
-        str(cams)
+        str(root / 'test'), '--cfg-options', f'handovers.cams={cams}'
     ])
     assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
     val_ids = (data / 'ImageSets/Segmentation/val.txt').read_text().split()
     assert sorted(os.listdir(cams)) == sorted(i + '.npz' for i in val_ids)
-    assert not osp.exists(root / 'cams_cfg')
     from mmaff.datasets import labels_from_xml
     from mmaff.utils.io import load_cam_file
     classes = (data / 'classes.txt').read_text().split()
@@ -124,8 +122,8 @@ def test_train_resume_test_publish(tiny_setup):
     out = _run([
         PY, 'tools/test.py',
         str(cfg), published, '--work-dir',
-        str(root / 'test2'), '--out',
-        str(root / 'cams2')
+        str(root / 'test2'), '--cfg-options',
+        f'handover_root={root}', 'handovers.cams={handover_root}/cams2'
     ])
     for i in val_ids:
         a = np.load(cams / f'{i}.npz')['cams']

@@ -1,7 +1,6 @@
 # AffinityNet training data: train_aug images with the confident-region
 # maps of stage 2 (tools/make_confident_regions.py) as labels.
 _base_ = ['./voc12aug_image_labels.py']
-conf_dir = 'work_dirs/affinitynet/conf'
 aff_crop_size = (448, 448)
 # Paper: crop 448, flip, colour jitter, no rescale.
 aff_train_pipeline = [
@@ -24,14 +23,15 @@ train_dataloader = dict(
         type='PseudoLabelDataset',
         data_root={{_base_.data_root}},
         data_prefix=dict(img_path='JPEGImages'),
-        label_dir=conf_dir,
+        label_dir='{handovers.conf}',
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline=aff_train_pipeline))
 # Stage 2 (tools/make_confident_regions.py --config THIS_CONFIG): CAM files
-# of stage 1 -> confident-region maps in conf_dir, over train_aug.
+# of stage 1 -> confident-region maps, over train_aug (the hand-overs of
+# configs/_base_/handovers.py).
 confident_regions = dict(
-    cam_dir='work_dirs/affinitynet/cams',
-    out_dir=conf_dir,
+    cam_dir='{handovers.cams}',
+    out_dir='{handovers.conf}',
     alpha_low=4,
     alpha_high=24,  # the CVPR paper; the authors' released models: 32
     crf=dict(
