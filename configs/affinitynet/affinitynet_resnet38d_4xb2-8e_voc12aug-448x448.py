@@ -20,27 +20,12 @@ val_cfg = None
 #     test_dataloader.dataset.data_prefix.seg_map_path=SegmentationClassAug
 # Inputs and outputs are hand-overs (configs/_base_/handovers.py).
 # Pad each test image right/bottom to a multiple of 8 (size_divisor above
-# only applies to training batches).
-model = dict(data_preprocessor=dict(test_cfg=dict(size_divisor=8)))
+# only applies to training batches); the walk: background power 16,
+# affinity power beta 8, t = 256 steps (the paper).
+model = dict(
+    data_preprocessor=dict(test_cfg=dict(size_divisor=8)),
+    test_cfg=dict(alpha=16, beta=8, steps=256))
 # One image per batch at its own size; round_up=False: under dist_test.sh
 # every image goes to exactly one rank (the base's test dataloader).
 test_dataloader = dict(num_workers=2, persistent_workers=False)
-test_evaluator = dict(
-    type='PseudoLabelMetric',
-    cam_dir='{handovers.cams}',
-    cam_bg_threshold='{handovers.cam_bg_threshold}',
-    label_dirs={
-        'RW': '{handovers.pseudo_rw}',
-        'RW+dCRF': '{handovers.pseudo_rw_crf}'
-    })
-custom_hooks = [
-    dict(
-        type='RandomWalkHook',
-        cam_dir='{handovers.cams}',
-        out_dir='{handovers.pseudo_rw}',
-        crf_out_dir='{handovers.pseudo_rw_crf}',
-        alpha=16,
-        beta=8,
-        steps=256,
-        num_workers=2)
-]
+

@@ -12,7 +12,7 @@ aff_config = 'configs/affinitynet/affinitynet_resnet38d_4xb2-8e_voc12aug-448x448
 seg_config = 'configs/affinitynet/affinitynet-seg_resnet38d_4xb4-40k_voc12aug-512x512_affinitynet-pseudo.py'  # noqa: E501
 seg_name = 'seg_resnet38d'  # names seg_config's stages, work dir and row
 seg_work_dir = '{work_dir}/{seg_name}'
-workers = 8  # processes of the data check and the confident regions
+workers = 8  # processes of the data check
 trainaug = ('test_dataloader.dataset.ann_file='
             'ImageSets/Segmentation/trainaug.txt '
             'test_dataloader.dataset.data_prefix.seg_map_path='
@@ -37,7 +37,8 @@ stages = [
         distributed=True,
         resume=True,
         resume_dir='{handovers.cam_work_dir}'),
-    # CAMs of the 1,464 train images, scored (threshold sweep)
+    # CAMs (and confident regions) of the 1,464 train images, scored
+    # (threshold sweep)
     dict(
         name='cam_export_train',
         script='tools/test.py',
@@ -48,30 +49,22 @@ stages = [
         ],
         distributed=True,
         summary=dict(key='cam', fields=['mIoU', 'bg_threshold'])),
-    # CAMs of train_aug (SBD images have masks in SegmentationClassAug only)
+    # CAMs and (2.) confident regions of train_aug, the regions scored
+    # (SBD images have masks in SegmentationClassAug only)
     dict(
         name='cam_export_trainaug',
         script='tools/test.py',
         args=[
             '{cam_config}', '{handovers.cam_work_dir}', '--work-dir',
-            '{handovers.cam_work_dir}', '--cfg-options'
+            '{handovers.cam_work_dir}', '--metrics-out',
+            '{work_dir}/cam_trainaug_metrics.json', '--cfg-options'
         ] + trainaug,
-        distributed=True),
-    # 2. confident regions of train_aug (alphas, dCRF: aff_config)
-    dict(
-        name='confident_regions',
-        script='tools/make_confident_regions.py',
-        args=[
-            '--config', '{aff_config}', '--workers', '{workers}',
-            '--stats-out', '{work_dir}/confident_regions_stats.json'
-        ],
-        smoke_args=['confident_regions.dataset.indices={smoke_images}'],
+        distributed=True,
         summary=dict(
             key='confident_regions',
-            file='{work_dir}/confident_regions_stats.json',
             fields=[
-                'fg_precision', 'bg_precision', 'unsure_fraction', 'fg_recall',
-                'bg_recall'
+                'fg_precision', 'bg_precision', 'unsure_fraction',
+                'fg_recall', 'bg_recall'
             ])),
     # 3. AffinityNet on the confident regions
     dict(

@@ -10,6 +10,10 @@ metainfo = dict(
     classes=('background', 'dots', 'stripes', 'rings', 'checks', 'cross'))
 model = dict(
     type='AffinityNet',
+    # The walk, rescaled to the demo like the confident-region alphas
+    # (paper: alpha 16). The demo's stride-8 grid is 14 x 14 (VOC: ~63 x
+    # 47), so a few steps already cross the image (paper: 256).
+    test_cfg=dict(alpha=2, beta=8, steps=4),
     # padded to a multiple of 8, training batches and test images alike
     data_preprocessor=dict(size_divisor=8, test_cfg=dict(size_divisor=8)),
     aff_head=dict(
@@ -39,18 +43,6 @@ train_dataloader = dict(
         metainfo=metainfo,
         data_prefix=dict(img_path='JPEGImages'),
         pipeline=aff_train_pipeline))
-# The alphas turn (1 - max CAM) into a background score; what counts as
-# "confident" depends on how peaked the CAMs are. The paper's 4 / 32 suit
-# ImageNet-initialised ResNet-38 CAMs on VOC (best CAM background threshold
-# t ~ 0.2). The demo's from-scratch CAMs peak wider (best t ~ 0.45): alpha
-# with (1 - t)^alpha = t is ~1.3 there, and the low/high pair brackets it
-# (the background wins below a max CAM of ~0.65 / ~0.25).
-confident_regions = dict(
-    alpha_low=0.4,
-    alpha_high=5,
-    crf=dict(bilateral_sxy=20),  # 112-px images (the reference's 80 is
-    # for ~500-px VOC images)
-    dataset=dict(data_root=data_root, metainfo=metainfo))
 max_iters = 1000
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=0.001, weight_decay=1e-4),
@@ -75,26 +67,11 @@ test_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(data_root=data_root, metainfo=metainfo))
-test_evaluator = dict(
-    type='PseudoLabelMetric',
-    cam_dir='{handovers.cams}',
-    cam_bg_threshold='{handovers.cam_bg_threshold}',
-    label_dirs={
-        'RW': '{handovers.pseudo_rw}',
-        'RW+dCRF': '{handovers.pseudo_rw_crf}'
-    })
 custom_hooks = [
     dict(
         type='RandomWalkHook',
-        cam_dir='{handovers.cams}',
         out_dir='{handovers.pseudo_rw}',
         crf_out_dir='{handovers.pseudo_rw_crf}',
-        # Rescaled to the demo like the confident-region alphas (paper: 16).
-        # The demo's stride-8 grid is 14 x 14 (VOC: ~63 x 47), so a few steps
-        # already cross the image (paper: 256).
-        alpha=2,
-        beta=8,
-        steps=4,
-        crf=dict(bilateral_sxy=20),
+        crf=dict(bilateral_sxy=20),  # 112-px images, as above
         num_workers=0)
 ]

@@ -41,22 +41,15 @@ stages = [
             '--work-dir', '{handovers.cam_work_dir}', '--metrics-out', '{handovers.cam_metrics}'
         ],
         distributed=True,
-        summary=dict(key='cam', fields=['mIoU', 'bg_threshold'])),
-    dict(
-        name='confident_regions',
-        script='tools/make_confident_regions.py',
-        args=[
-            '--config', 'configs/demo/aff_demo.py', '--workers', '2',
-            '--stats-out', '{work_dir}/confident_regions_stats.json'
-        ],
-        smoke_args=['confident_regions.dataset.indices={smoke_images}'],
-        summary=dict(
-            key='confident_regions',
-            file='{work_dir}/confident_regions_stats.json',
-            fields=[
-                'fg_precision', 'bg_precision', 'unsure_fraction', 'fg_recall',
-                'bg_recall'
-            ])),
+        summary=[
+            dict(key='cam', fields=['mIoU', 'bg_threshold']),
+            dict(
+                key='confident_regions',
+                fields=[
+                    'fg_precision', 'bg_precision', 'unsure_fraction',
+                    'fg_recall', 'bg_recall'
+                ])
+        ]),
     dict(
         name='aff_train',
         script='tools/train.py',

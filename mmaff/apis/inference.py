@@ -3,9 +3,9 @@
 
 The same code as the export path: :class:`CAMClassifier.predict` for the
 CAMs, float16 storage as in the CAM files, :class:`AffinityNet.predict` for
-the affinities, :func:`mmaff.ops.propagate_cams` and
-:func:`mmaff.ops.crf_label` for the labels. So the labels equal those that
-``tools/test.py`` + ``RandomWalkHook`` write for the same image.
+the walk (with the model's ``test_cfg``) and :func:`mmaff.ops.crf_label`
+for the dCRF. So the labels equal those that ``tools/test.py`` +
+``RandomWalkHook`` write for the same image.
 """
 import copy
 from typing import Optional, Sequence, Tuple, Union
@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmseg.structures import SegDataSample
 
-from mmaff.ops import crf_label, propagate_cams, scores_to_label
+from mmaff.ops import crf_label
 from mmaff.registry import MODELS
 from mmaff.utils import register_all_modules
 from mmaff.utils.compat import weights_only_mode
@@ -81,14 +81,15 @@ def _read_bgr(img: ImageLike) -> Tuple[np.ndarray, str]:
 
 
 def _prepare(model, image_bgr: np.ndarray, labels: Sequence[int],
-             img_path: str):
+             img_path: str, **meta):
     h, w = image_bgr.shape[:2]
     sample = SegDataSample(
         metainfo=dict(
             img_shape=(h, w),
             ori_shape=(h, w),
             img_labels=tuple(int(c) for c in labels),
-            img_path=img_path))
+            img_path=img_path,
+            **meta))
     inputs = torch.from_numpy(
         np.ascontiguousarray(image_bgr.transpose(2, 0, 1)))
     return model.data_preprocessor(
@@ -130,11 +131,10 @@ def inference_pseudo_label(cam_model,
                            aff_model,
                            img: ImageLike,
                            labels: Optional[Sequence[int]] = None,
-                           alpha: float = 16,
-                           beta: float = 8,
-                           steps: int = 256,
                            crf: Optional[dict] = None) -> dict:
     """CAMs and the random-walk pseudo label of one image.
+
+    The walk's settings are the AffinityNet model's ``test_cfg``.
 
     Args:
         cam_model (CAMClassifier): Stage-1 model.
@@ -142,9 +142,6 @@ def inference_pseudo_label(cam_model,
         img (str | np.ndarray): Image path or BGR array.
         labels (Sequence[int], optional): Image-level label ids (see
             :func:`inference_cams`).
-        alpha (float): Background power of the walk. Defaults to 16.
-        beta (float): Affinity power. Defaults to 8.
-        steps (int): Walk steps. Defaults to 256.
         crf (dict, optional): ``dense_crf`` kwargs; given (even empty), the
             RW + dCRF label is returned too.
 
@@ -154,21 +151,14 @@ def inference_pseudo_label(cam_model,
     """
     image, path = _read_bgr(img)
     cams, labels = inference_cams(cam_model, image, labels)
-    data = _prepare(aff_model, image, labels, path)
+    data = _prepare(
+        aff_model, image, labels, path, cams=cams, cam_labels=tuple(labels))
     sample = aff_model.predict(data['inputs'], data['data_samples'])[0]
-    affinity = sample.pred_affinity.data
-    scores = propagate_cams(
-        torch.from_numpy(cams).to(affinity.device),
-        affinity,
-        alpha=alpha,
-        beta=beta,
-        steps=steps,
-        radius=aff_model.aff_head.radius,
-        stride=aff_model.aff_head.stride).cpu()
+    scores = sample.seg_logits.data.cpu()
     out = dict(
         cams=cams,
         labels=labels,
-        rw=scores_to_label(scores, labels).numpy().astype(np.uint8))
+        rw=sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8))
     if crf is not None:
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         out['rw_crf'] = crf_label(rgb, scores, labels,

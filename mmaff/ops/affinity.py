@@ -1,7 +1,7 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """Pixel-pair affinities on the stride-8 grid: the one home of pair logic.
 
-AffinityNet (stage 3, see ``AFFINITYNET.md``) relates every grid pixel ``i``
+AffinityNet (stage 3, see ``docs/method.md``) relates every grid pixel ``i``
 to every pixel ``j`` within Euclidean radius ``gamma`` (5 by default) of it.
 Each *unordered* pair is stored once.
 

@@ -7,7 +7,8 @@ confident regions) and stage 4 (the optional CAM + RW + dCRF step). Wraps
 and a bilateral appearance kernel with Potts compatibilities, mean-field
 inference on the original uint8 RGB image.
 """
-from typing import Union
+import inspect
+from typing import Optional, Union
 
 import numpy as np
 import pydensecrf.densecrf as dcrf
@@ -15,6 +16,31 @@ import torch
 
 #: Lower clip applied to the probabilities before the log (the reference's).
 PROB_CLIP = 1e-5
+
+
+def crf_options(crf: Optional[dict], owner: str) -> dict:
+    """Check the keyword arguments of :func:`dense_crf` a config sets.
+
+    Args:
+        crf (dict, optional): The options (None: the reference's).
+        owner (str): Named in the error (e.g. the hook's name).
+
+    Returns:
+        dict: A copy of the options.
+
+    Raises:
+        ValueError: An option :func:`dense_crf` does not take.
+    """
+    crf = dict(crf or {})
+    known = [
+        name for name in inspect.signature(dense_crf).parameters
+        if name not in ('image', 'probs')
+    ]
+    unknown = sorted(set(crf) - set(known))
+    if unknown:
+        raise ValueError(f'{owner}: unknown crf options {unknown}; '
+                         f'dense_crf accepts {known}')
+    return crf
 
 
 def _probs_to_numpy(probs: Union[np.ndarray, torch.Tensor]) -> np.ndarray:

@@ -1,8 +1,9 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """One image's CAMs -> random-walk class scores -> pseudo label.
 
-AffinityNet's stage 4 (see ``AFFINITYNET.md``) for a single image, shared by
-:class:`mmaff.engine.hooks.RandomWalkHook` and single-image inference:
+AffinityNet's stage 4 (see ``docs/method.md``) for a single image, run by
+:meth:`mmaff.models.AffinityNet.predict` (test runs and single-image
+inference alike):
 
 1. background score ``bg = (1 - max_c CAM_c) ** alpha`` at full resolution
    (:func:`mmaff.ops.background_score`), stacked before the CAMs;

@@ -1,7 +1,7 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """Random-walk propagation of class scores with a sparse transition matrix.
 
-AffinityNet's stage 4 (see ``AFFINITYNET.md``): on the stride-8 grid of
+AffinityNet's stage 4 (see ``docs/method.md``): on the stride-8 grid of
 ``N = h * w`` pixels, ``W = [a_ij ** beta]`` for every pair within the radius
 (both directions of each stored pair), ``W_ii = 1`` and zero beyond the
 radius; ``T = D^-1 W`` with ``D`` the diagonal of the row sums; each score

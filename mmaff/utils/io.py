@@ -400,3 +400,27 @@ def _check_cam_classes(path: str, labels: np.ndarray,
             f'{path}: no CAM for the image label(s) {missing} (the file has '
             f'CAMs of {sorted(present)}, the image labels are {expected}); '
             'export the CAMs again for these labels')
+
+
+def read_rgb(path: str, shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB, as the test pipelines do.
+
+    Args:
+        path (str): Image file.
+        shape (Sequence[int], optional): The (H, W) it must have (e.g. its
+            CAMs' size).
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 RGB.
+    """
+    import mmcv
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'image not found: {path}')
+    image = mmcv.imread(path, flag='color', channel_order='bgr')
+    if image is None:
+        raise ValueError(f'cannot decode the image {path}')
+    image = image[:, :, ::-1]
+    if shape is not None and image.shape[:2] != tuple(shape):
+        raise ValueError(f'{path}: image size {image.shape[:2]} does not '
+                         f'match its CAMs / scores {tuple(shape)}')
+    return np.ascontiguousarray(image, dtype=np.uint8)

@@ -37,20 +37,16 @@ def exported(tmp_path_factory):
     cam_cfg = root / 'cam.py'
     cam_cfg.write_text(f"""
 _base_ = '{REPO}/configs/demo/cam_demo.py'
+handover_root = '{root}'
 val_dataloader = dict(dataset=dict(data_root='{data}'))
 test_dataloader = val_dataloader
-custom_hooks = [dict(type='CAMExportHook', out_dir='{root}/cams')]
 """)
     aff_cfg = root / 'aff.py'
     aff_cfg.write_text(f"""
 _base_ = '{REPO}/configs/demo/aff_demo.py'
+handover_root = '{root}'
+model = dict(test_cfg=dict(alpha=0.6, steps=256))
 test_dataloader = dict(dataset=dict(data_root='{data}'))
-test_evaluator = dict(cam_dir='{root}/cams', label_dirs={{
-    'RW': '{root}/rw', 'RW+dCRF': '{root}/rw_crf'}})
-custom_hooks = [dict(type='RandomWalkHook', cam_dir='{root}/cams',
-                     out_dir='{root}/rw', crf_out_dir='{root}/rw_crf',
-                     alpha=0.6, beta=8, steps=256,
-                     crf=dict(bilateral_sxy=20), num_workers=0)]
 """)
     # randomly initialised models, saved as published (tensors only)
     torch.manual_seed(0)
@@ -85,10 +81,9 @@ def test_api_matches_export_path(exported):
         # equal up to one float16 step (thread counts change fp32 sums)
         np.testing.assert_allclose(cams, ref, rtol=0, atol=1e-3)
         out = inference_pseudo_label(
-            cam_model, aff_model, img, labels, alpha=0.6,
-            crf=dict(bilateral_sxy=20))
-        rw = np.array(Image.open(root / 'rw' / f'{i}.png'))
-        rw_crf = np.array(Image.open(root / 'rw_crf' / f'{i}.png'))
+            cam_model, aff_model, img, labels, crf=dict(bilateral_sxy=20))
+        rw = np.array(Image.open(root / 'pseudo_rw' / f'{i}.png'))
+        rw_crf = np.array(Image.open(root / 'pseudo_rw_crf' / f'{i}.png'))
         np.testing.assert_array_equal(out['rw'], rw)
         np.testing.assert_array_equal(out['rw_crf'], rw_crf)
 

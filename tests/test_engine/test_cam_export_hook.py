@@ -14,7 +14,7 @@ from mmseg.structures import SegDataSample
 
 import mmaff  # noqa: F401
 from mmaff.engine.hooks import CAMExportHook
-from mmaff.engine.hooks import cam_export_hook as cam_module
+from mmaff.engine.hooks import export_hook as cam_module
 from mmaff.utils import io as mio
 from mmaff.utils.io import load_cam_file
 

@@ -80,6 +80,7 @@ train_cfg = dict(max_iters=2, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=5),
                      logger=dict(interval=1))
 custom_hooks = []
+test_evaluator = [dict(type='CAMMetric')]
 """)
     work = root / 'work'
     _ok(['tools/train.py', cfg, '--work-dir', work])

@@ -167,10 +167,11 @@ def test_smoke_and_cfg_options_of_train_and_test_stages(tmp_path):
         '--cfg-options', 'train_dataloader.batch_size=2',
         'val_dataloader.num_workers=0', 'a=1'
     ]
-    # other tools: only their smoke_args, and only in smoke runs
+    # other tools: only their smoke_args (as --cfg-options), only in smoke
+    # runs
     assert run_pipeline._stage_command(other, dict(work_dir='w', n=4),
-                                       'none', 1, smoke, opts)[-2:] == [
-                                           'a', 'n=4'
+                                       'none', 1, smoke, opts)[-3:] == [
+                                           'a', '--cfg-options', 'n=4'
                                        ]
     assert run_pipeline._stage_command(other, 'w', 'none', 1, None,
                                        opts)[-1] == 'a'

@@ -1,17 +1,18 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-"""Pseudo-label export throughput of :class:`RandomWalkHook`, CRF included.
+"""Pseudo-label export throughput of stage 4, CRF included.
 
-What is measured: the hook's whole per-image work for a stage-4 export, as
-``tools/test.py`` drives it, *without the model forward*: reading the CAM
-file, the random walk (:func:`mmaff.ops.propagate_cams`, 256 steps), the
-argmax, the dense CRF (10 iterations, on the RGB image read from disk) and
-the two atomic PNG writes, for ``--workers`` = 0 (inline), 1, 2, ... worker
-processes. The hook is driven like mmengine's ``TestLoop`` drives it
+What is measured: the per-image work of a stage-4 export, as
+``tools/test.py`` drives it, *without the network forward*: reading the CAM
+file (``LoadCAMs``), the random walk (:func:`mmaff.ops.propagate_cams`, 256
+steps, in the main process as ``AffinityNet.predict`` runs it) and the
+argmax, then :class:`RandomWalkHook`'s dense CRF (10 iterations, on the RGB
+image read from disk) and the two atomic PNG writes, for ``--workers`` = 0
+(inline), 1, 2, ... worker processes of the hook. The hook is driven like mmengine's ``TestLoop`` drives it
 (``before_test_epoch``, ``after_test_iter`` per batch of one image,
 ``after_test_epoch``); the time from the first to the last call, pool
 start-up included, gives images/s. ``--forward-ms`` adds a sleep per batch
-in the main process, standing in for a model forward on a GPU, to show how
-the pool overlaps the export with it.
+in the main process, standing in for a network forward on a GPU, to show
+how the pool overlaps the dCRF with it.
 
 The inputs are synthetic but VOC-like: ``--num-images`` JPEG images of
 500x375 with 2-3 elliptic objects on a textured background, 2-3 present
@@ -19,8 +20,7 @@ classes out of 20, CAMs that peak on the objects (normalised to [0, 1) and
 stored float16 like the CAM export), and affinities from
 :func:`mmaff.ops.affinity_from_features` on per-region features plus noise
 (close to 1 inside a region, small across). ``--device cuda`` puts the
-affinities on the GPU: the walk then runs there (in the main process) and
-only the CRF and the writing go to the workers. A per-stage breakdown of
+affinities on the GPU: the walk then runs there. A per-stage breakdown of
 the inline work (median over the images) is printed first.
 
 Example::
@@ -47,11 +47,11 @@ from mmseg.structures import SegDataSample
 
 import mmaff  # noqa: F401  (applies the environment fixes first)
 from mmaff.engine.hooks import RandomWalkHook
-from mmaff.engine.hooks.random_walk_hook import read_rgb
-from mmaff.ops.random_walk import cpu_threads
 from mmaff.ops import (affinity_from_features, dense_crf, propagate_cams,
                        scores_to_label)
-from mmaff.utils.io import load_cam_file, save_cam_file, save_label_png
+from mmaff.ops.random_walk import cpu_threads
+from mmaff.utils.io import (load_cam_file, read_rgb, save_cam_file,
+                            save_label_png)
 
 
 def parse_args(argv=None):
@@ -191,29 +191,32 @@ def breakdown(items, cam_dir, out_dir, args, device):
 def run_export(items, cam_dir, out_root, workers, args, device):
     """Drive the hook over all images; return seconds."""
     hook = RandomWalkHook(
-        cam_dir=cam_dir,
         out_dir=osp.join(out_root, 'rw'),
         crf_out_dir=None if args.no_crf else osp.join(out_root, 'rw_crf'),
-        steps=args.steps,
         crf=dict(iterations=args.crf_iterations),
         num_workers=workers)
-    batches = []
-    for img_path, labels, affinity in items:
-        sample = SegDataSample(
-            metainfo=dict(
-                img_path=img_path,
-                ori_shape=(args.height, args.width),
-                img_shape=(args.height, args.width),
-                img_labels=tuple(labels)))
-        sample.pred_affinity = PixelData(data=affinity.to(device))
-        batches.append([sample])
-    runner = SimpleNamespace(test_dataloader=batches)
+    affinities = [affinity.to(device) for _, _, affinity in items]
+    runner = SimpleNamespace(test_dataloader=items)
     start = time.perf_counter()
     hook.before_test_epoch(runner)
-    for idx, batch in enumerate(batches):
+    for idx, ((img_path, _, _), affinity) in enumerate(zip(items,
+                                                          affinities)):
         if args.forward_ms:
             time.sleep(args.forward_ms / 1000)
-        hook.after_test_iter(runner, idx, None, batch)
+        # LoadCAMs + AffinityNet.predict's walk, in the main process
+        img_id = osp.splitext(osp.basename(img_path))[0]
+        cams, labels = load_cam_file(osp.join(cam_dir, img_id + '.npz'))
+        with cpu_threads(1):
+            scores = propagate_cams(
+                torch.from_numpy(cams).to(device), affinity,
+                steps=args.steps)
+        sample = SegDataSample(
+            metainfo=dict(
+                img_path=img_path, score_labels=[0] + labels.tolist()))
+        sample.seg_logits = PixelData(data=scores)
+        sample.pred_sem_seg = PixelData(
+            data=scores_to_label(scores, labels.tolist())[None])
+        hook.after_test_iter(runner, idx, None, [sample])
     hook.after_test_epoch(runner, {})
     seconds = time.perf_counter() - start
     written = len(os.listdir(osp.join(out_root, 'rw')))

@@ -28,15 +28,13 @@ from mmaff.utils.compat import TRUST_ENV, CheckpointRefusedError
 from mmaff.utils.io import atomic_write, load_label_png, voc_palette
 
 
-def _rw_settings(aff_cfg) -> dict:
+def _crf_settings(aff_cfg) -> dict:
+    """The dCRF settings of the config's RandomWalkHook (the walk's are
+    the model's test_cfg)."""
     for hook in aff_cfg.get('custom_hooks', []) or []:
         if hook.get('type') == 'RandomWalkHook':
-            return dict(
-                alpha=hook.get('alpha', 16),
-                beta=hook.get('beta', 8),
-                steps=hook.get('steps', 256),
-                crf=dict(hook.get('crf') or {}))
-    return dict(crf={})
+            return dict(hook.get('crf') or {})
+    return {}
 
 
 def _tile(img, scale):
@@ -76,14 +74,14 @@ def main():
     ds_cfg = seg_cfg.test_dataloader.dataset.copy()
     ds_cfg['pipeline'] = []
     dataset = DATASETS.build(ds_cfg)
-    walk = _rw_settings(aff_model.cfg)
+    crf = _crf_settings(aff_model.cfg)
     palette = voc_palette()
     rows = []
     for i in range(min(args.num, len(dataset))):
         info = dataset.get_data_info(i)
         image = cv2.imread(info['img_path'])
         out = inference_pseudo_label(cam_model, aff_model, image,
-                                     list(info['img_labels']), **walk)
+                                     list(info['img_labels']), crf=crf)
         cam = out['cams'].max(0) if len(out['cams']) else np.zeros(
             image.shape[:2], np.float32)
         heat = cv2.applyColorMap((cam * 255).astype(np.uint8),

@@ -1,5 +1,7 @@
-# AffinityNet training data: train_aug images with the confident-region
-# maps of stage 2 (tools/make_confident_regions.py) as labels.
+# AffinityNet's data. Training: train_aug images with the confident-region
+# maps of stage 2 (written by the CAM test run) as labels. Testing
+# (stage 4): the train images with their stage-1 CAMs, which AffinityNet
+# walks; the walk's labels are scored and written as pseudo labels.
 _base_ = ['./voc12aug_image_labels.py']
 aff_crop_size = (448, 448)
 # Paper: crop 448, flip, colour jitter, no rescale.
@@ -26,25 +28,26 @@ train_dataloader = dict(
         label_dir='{handovers.conf}',
         ann_file='ImageSets/Segmentation/trainaug.txt',
         pipeline=aff_train_pipeline))
-# Stage 2 (tools/make_confident_regions.py --config THIS_CONFIG): CAM files
-# of stage 1 -> confident-region maps, over train_aug (the hand-overs of
-# configs/_base_/handovers.py).
-confident_regions = dict(
-    cam_dir='{handovers.cams}',
-    out_dir='{handovers.conf}',
-    alpha_low=4,
-    alpha_high=24,  # the CVPR paper; the authors' released models: 32
-    crf=dict(
-        iterations=10,
-        gauss_sxy=3,
-        gauss_compat=3,
-        bilateral_sxy=80,
-        bilateral_srgb=13,
-        bilateral_compat=10),
-    dataset=dict(
-        type={{_base_.dataset_type}},
-        data_root={{_base_.data_root}},
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClassAug'),
-        ann_file='ImageSets/Segmentation/trainaug.txt',
-        label_source='xml'))
+# Stage 4: each test image comes with its CAM file; AffinityNet walks it
+# (model.test_cfg) and RandomWalkHook writes the labels. CAM, RW (the
+# model's pred_sem_seg) and RW + dCRF (the hook's files) in one table.
+rw_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='LoadCAMs', cam_dir='{handovers.cams}'),
+    dict(type='PackSegInputs', meta_keys={{_base_.meta_keys}}),
+]
+test_dataloader = dict(dataset=dict(pipeline=rw_test_pipeline))
+test_evaluator = dict(
+    _delete_=True,
+    type='PseudoLabelMetric',
+    cam_bg_threshold='{handovers.cam_bg_threshold}',
+    pred_name='RW',
+    label_dirs={'RW+dCRF': '{handovers.pseudo_rw_crf}'})
+custom_hooks = [
+    dict(
+        type='RandomWalkHook',
+        out_dir='{handovers.pseudo_rw}',
+        crf_out_dir='{handovers.pseudo_rw_crf}',
+        num_workers=2)  # the dCRF runs in worker processes
+]

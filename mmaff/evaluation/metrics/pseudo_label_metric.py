@@ -8,118 +8,128 @@ from mmengine.evaluator import BaseMetric
 
 from mmaff.ops.cam import cams_to_label
 from mmaff.registry import METRICS
-from mmaff.utils.io import load_cam_file, load_label_png
+from mmaff.utils.io import load_label_png
 from ..functional import iou_from_areas, label_areas, print_iou_table
 from .cam_metric import subset_metrics
 
 
+def _gt_of(sample: dict, img_id: str) -> np.ndarray:
+    gt = sample.get('gt_sem_seg', {}).get('data')
+    if gt is not None:
+        return np.asarray(gt.squeeze(0).cpu(), dtype=np.int64)
+    if sample.get('seg_map_path'):
+        return load_label_png(sample['seg_map_path'])
+    raise KeyError(f'PseudoLabelMetric: image {img_id} has neither '
+                   'gt_sem_seg nor seg_map_path')
+
+
 @METRICS.register_module()
 class PseudoLabelMetric(BaseMetric):
-    """Score label files of the test images (CAM, RW, RW + dCRF) in one table.
+    """Score stage 4's labels of the test images (CAM, RW, RW + dCRF).
 
-    ``process`` only records each test image (id, ground-truth mask path or
-    mask, image-level labels): the label files it scores are written by
-    :class:`mmaff.engine.hooks.RandomWalkHook` *after* the evaluator's
-    ``process`` of the same batch. ``compute_metrics`` (rank 0, after the
-    last iteration's hooks) reads ``<dir>/<id>.png`` of every method in
-    ``label_dirs`` and, with ``cam_dir``, turns ``<cam_dir>/<id>.npz`` into a
-    'CAM' label (argmax of a constant background score and the CAMs,
-    :func:`mmaff.ops.cams_to_label`), accumulates the class areas of each
-    method (mmseg's IoU arithmetic, :mod:`mmaff.evaluation.functional`)
-    and logs a per-class IoU table with one column per method.
+    One per-class IoU table with a column per method, accumulated with
+    mmseg's IoU arithmetic (:mod:`mmaff.evaluation.functional`):
+
+    * 'CAM' (with ``cam_bg_threshold``): the CAMs that the test pipeline
+      loaded (:class:`mmaff.datasets.transforms.LoadCAMs`, metainfo
+      ``cams`` and ``cam_labels``) as a label, the argmax of a constant
+      background score and the CAMs (:func:`mmaff.ops.cams_to_label`);
+    * ``pred_name`` (default 'RW'): the model's ``pred_sem_seg`` (the
+      random-walk label of :class:`mmaff.models.AffinityNet`);
+    * every key of ``label_dirs``: label files an export hook writes, e.g.
+      the RW + dCRF labels of :class:`mmaff.engine.hooks.RandomWalkHook`.
+      The hook writes them after the evaluator's ``process`` of the same
+      batch, so they are read in ``compute_metrics`` (rank 0, after the
+      last iteration's hooks).
 
     Args:
-        label_dirs (dict[str, str], optional): Method name -> folder of its
-            label PNGs, e.g. ``dict(RW=..., **{'RW+dCRF': ...})``.
-        cam_dir (str, optional): Folder of the CAM files, scored as 'CAM'.
-        cam_bg_threshold (float): Background score of the 'CAM' labels.
-            Defaults to 0.2 (the paper's).
+        cam_bg_threshold (float, optional): Background score of the 'CAM'
+            labels (``handovers.cam_bg_threshold``: the CAM sweep's); None
+            leaves the column out. Defaults to 0.2 (the paper's).
+        pred_name (str, optional): Column of ``pred_sem_seg``; None leaves
+            it out. Defaults to 'RW'.
+        label_dirs (dict[str, str], optional): Column name -> folder of its
+            label PNGs (``<id><label_suffix>``).
         ignore_index (int): Ground-truth id to ignore. Defaults to 255.
         label_suffix (str): Suffix of the label files. Defaults to '.png'.
         collect_device (str): Defaults to 'cpu'.
         prefix (str, optional): Prefix of the metric names.
 
-    Returns (of ``evaluate``): ``<method>/mIoU`` (%) for 'CAM' (with
-    ``cam_dir``) and every key of ``label_dirs``. The figures are those of
-    the images evaluated: when the dataset left finished images out
-    (``skip_done``), a warning says "N of M images" and the metrics gain
-    ``num_images`` (N) and ``subset_of`` (M), see
-    :func:`mmaff.evaluation.metrics.cam_metric.subset_metrics`.
-    (:class:`mmaff.engine.hooks.RandomWalkHook`'s own skipping of finished
-    images keeps them in the evaluation: their files are scored.)
+    Returns (of ``evaluate``): ``<column>/mIoU`` (%) of every column; when
+    the dataset left images out (``skip_done``), also ``num_images`` and
+    ``subset_of`` (see
+    :func:`mmaff.evaluation.metrics.cam_metric.subset_metrics`).
     """
 
     def __init__(self,
+                 cam_bg_threshold: Optional[float] = 0.2,
+                 pred_name: Optional[str] = 'RW',
                  label_dirs: Optional[Dict[str, str]] = None,
-                 cam_dir: Optional[str] = None,
-                 cam_bg_threshold: float = 0.2,
                  ignore_index: int = 255,
                  label_suffix: str = '.png',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        label_dirs = dict(label_dirs or {})
-        if not label_dirs and not cam_dir:
-            raise ValueError('PseudoLabelMetric needs label_dirs and/or '
-                             'cam_dir: nothing to score')
-        if cam_dir and 'CAM' in label_dirs:
-            raise ValueError("PseudoLabelMetric: the method name 'CAM' is "
-                             'taken by cam_dir; rename the label_dirs key')
-        for name, folder in label_dirs.items():
+        self.cam_bg_threshold = None if cam_bg_threshold is None else float(
+            cam_bg_threshold)
+        self.pred_name = pred_name
+        self.label_dirs = dict(label_dirs or {})
+        fixed = (['CAM'] if self.cam_bg_threshold is not None else []) + (
+            [pred_name] if pred_name else [])
+        if not fixed and not self.label_dirs:
+            raise ValueError('PseudoLabelMetric: nothing to score')
+        names = fixed + list(self.label_dirs)
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ValueError(f'PseudoLabelMetric: column names {clash} are '
+                             'taken; rename pred_name or the label_dirs keys')
+        for name, folder in self.label_dirs.items():
             if not isinstance(folder, str) or not folder:
                 raise ValueError(f'PseudoLabelMetric: label_dirs[{name!r}] '
                                  f'must be a folder, got {folder!r}')
-        self.label_dirs = label_dirs
-        self.cam_dir = cam_dir
-        self.cam_bg_threshold = float(cam_bg_threshold)
+        self.methods = fixed + list(self.label_dirs)
         self.ignore_index = ignore_index
         self.label_suffix = label_suffix
 
-    @property
-    def methods(self) -> List[str]:
-        """The scored methods, in table order."""
-        return (['CAM'] if self.cam_dir else []) + list(self.label_dirs)
-
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        """Record the batch's images (the label files may not exist yet)."""
+        """Score CAM and the prediction; note the files to read later."""
+        num_classes = len(self.dataset_meta['classes'])
         for sample in data_samples:
-            img_path = sample.get('img_path')
-            if img_path is None:
-                raise KeyError('PseudoLabelMetric needs img_path in the '
-                               'samples (the image id names the files)')
-            img_id = osp.splitext(osp.basename(img_path))[0]
-            labels = sample.get('img_labels')
-            if self.cam_dir and labels is None:
-                raise KeyError(f'PseudoLabelMetric: image {img_id} has no '
-                               'img_labels in its metainfo (needed to check '
-                               'its CAM file)')
-            gt_path = sample.get('seg_map_path')
-            gt = None
-            if not gt_path:
-                gt_data = sample.get('gt_sem_seg', {}).get('data')
-                if gt_data is None:
+            img_id = osp.splitext(osp.basename(sample['img_path']))[0]
+            gt = _gt_of(sample, img_id)
+            where = sample.get('seg_map_path') or img_id
+            areas = {}
+            if self.cam_bg_threshold is not None:
+                if 'cams' not in sample or 'cam_labels' not in sample:
+                    raise KeyError(
+                        f'PseudoLabelMetric: image {img_id} has no CAMs in '
+                        'its metainfo (LoadCAMs in the test pipeline, '
+                        "'cams', 'cam_labels' in PackSegInputs' meta_keys)")
+                pred = cams_to_label(
+                    torch.as_tensor(sample['cams']),
+                    [int(c) for c in sample['cam_labels']],
+                    self.cam_bg_threshold).numpy()
+                areas['CAM'] = label_areas(pred, gt, num_classes,
+                                           self.ignore_index,
+                                           f'CAM of {img_id} vs {where}')
+            if self.pred_name:
+                if 'pred_sem_seg' not in sample:
                     raise KeyError(f'PseudoLabelMetric: image {img_id} has '
-                                   'neither seg_map_path nor gt_sem_seg')
-                gt = np.asarray(gt_data.squeeze(0).cpu(), dtype=np.uint8)
+                                   'no pred_sem_seg')
+                pred = sample['pred_sem_seg']['data'][0].cpu().numpy()
+                areas[self.pred_name] = label_areas(
+                    pred, gt, num_classes, self.ignore_index,
+                    f'{self.pred_name} of {img_id} vs {where}')
             self.results.append(
                 dict(
                     img_id=img_id,
-                    img_labels=None
-                    if labels is None else [int(c) for c in labels],
-                    gt_path=gt_path,
-                    gt=gt))
-
-    def _cam_label(self, img_id: str, labels: Sequence[int],
-                   shape: tuple) -> np.ndarray:
-        path = osp.join(self.cam_dir, img_id + '.npz')
-        cams, ids = load_cam_file(
-            path, expected_shape=shape, image_labels=labels)
-        return cams_to_label(
-            torch.from_numpy(cams), ids.tolist(),
-            self.cam_bg_threshold).numpy()
+                    areas=areas,
+                    gt_path=sample.get('seg_map_path'),
+                    gt=None if (sample.get('seg_map_path')
+                                or not self.label_dirs) else gt))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Read the label files, accumulate areas, log the IoU table."""
+        """Sum the areas (reading the label files), log the IoU table."""
         classes = self.dataset_meta['classes']
         num_classes = len(classes)
         areas = {
@@ -127,22 +137,18 @@ class PseudoLabelMetric(BaseMetric):
             for m in self.methods
         }
         for res in results:
-            img_id = res['img_id']
-            gt = res['gt']
-            if gt is None:
-                gt = load_label_png(res['gt_path'])
-            where = res['gt_path'] or img_id
-            if self.cam_dir:
-                pred = self._cam_label(img_id, res['img_labels'], gt.shape)
-                areas['CAM'] += label_areas(pred, gt, num_classes,
-                                            self.ignore_index,
-                                            f'CAM of {img_id} vs {where}')
+            for name, value in res['areas'].items():
+                areas[name] += value
+            if not self.label_dirs:
+                continue
+            gt = res['gt'] if res['gt'] is not None else load_label_png(
+                res['gt_path'])
             for name, folder in self.label_dirs.items():
-                path = osp.join(folder, img_id + self.label_suffix)
+                path = osp.join(folder, res['img_id'] + self.label_suffix)
                 pred = load_label_png(path, expected_shape=gt.shape)
-                areas[name] += label_areas(pred, gt, num_classes,
-                                           self.ignore_index,
-                                           f'{path} vs {where}')
+                areas[name] += label_areas(
+                    pred, gt, num_classes, self.ignore_index,
+                    f'{path} vs {res["gt_path"] or res["img_id"]}')
         ious = {m: iou_from_areas(a) for m, a in areas.items()}
         print_iou_table(ious, classes)
         metrics = {}

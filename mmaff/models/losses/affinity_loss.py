@@ -1,5 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-"""AffinityNet's pair loss (stage 3, see ``AFFINITYNET.md``)."""
+"""AffinityNet's pair loss (stage 3, see ``docs/method.md``)."""
 from typing import Dict, Tuple, Union
 
 import torch

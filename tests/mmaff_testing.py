@@ -1,0 +1,37 @@
+# Copyright (c) mmaff contributors. All rights reserved.
+"""Helpers shared by the export-hook tests (importable because pytest puts
+``tests/``, the folder of the root ``conftest.py``, on ``sys.path``)."""
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+
+def run_hook(hook, samples, batch_size=2, before_epoch_end=None):
+    """Drive the hook like mmengine's TestLoop does (batches of samples)."""
+    batches = [
+        samples[i:i + batch_size] for i in range(0, len(samples), batch_size)
+    ]
+    runner = SimpleNamespace(test_dataloader=batches)
+    hook.before_test_epoch(runner)
+    for idx, batch in enumerate(batches):
+        hook.after_test_iter(runner, idx, None, batch)
+    if before_epoch_end is not None:  # where the evaluator computes
+        before_epoch_end()
+    hook.after_test_epoch(runner, {})
+
+
+def mtimes(folder):
+    """File name -> modification time (ns) of a folder's files."""
+    return {
+        name: os.stat(osp.join(folder, name)).st_mtime_ns
+        for name in os.listdir(folder)
+    }
+
+
+def folder_bytes(folder):
+    """File name -> bytes of a folder's files."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        with open(osp.join(folder, name), 'rb') as f:
+            out[name] = f.read()
+    return out
