@@ -18,7 +18,7 @@ $(STAMP): requirements/runtime.txt requirements/tests.txt setup.cfg setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VPY) tools/run_pipeline.py configs/demo/pipeline_demo.py
+	$(VPY) tools/run_pipeline.py configs/demo/pipeline_affinitynet_r18-d8_demo.py
 
 test: $(STAMP)
 	$(VPY) -m pytest tests projects

@@ -10,7 +10,7 @@ interrupted training resumes from its last checkpoint with ``--resume``).
 Metrics that the stages write are gathered into ``<work_dir>/summary.json``.
 
 Usage:
-    python tools/run_pipeline.py configs/demo/pipeline_demo.py
+    make demo   # the demo's pipeline config, configs/demo/pipeline_*.py
     python tools/run_pipeline.py PIPELINE --launcher pytorch --gpus 4
     python tools/run_pipeline.py PIPELINE --dry-run   # print the commands
     python tools/run_pipeline.py PIPELINE --smoke     # minutes, not days

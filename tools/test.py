@@ -44,6 +44,13 @@ def main():
     cfg = load_tool_config(args.config, args.cfg_options, args.work_dir,
                            args.launcher)
     cfg.load_from = args.checkpoint
+    # A test run trains nothing: without the training settings no training
+    # data is read (mmseg's visualization hook asks the runner for its
+    # training iteration, which would build the training loop and its data
+    # loader, e.g. stage 3's confident regions in a stage-4 run).
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper',
+                'param_scheduler'):
+        cfg[key] = None
     if args.show or args.show_dir:
         vis = cfg.default_hooks.get('visualization')
         if vis is None:

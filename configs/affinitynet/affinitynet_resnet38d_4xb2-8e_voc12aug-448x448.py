@@ -28,4 +28,3 @@ model = dict(
 # One image per batch at its own size; round_up=False: under dist_test.sh
 # every image goes to exactly one rank (the base's test dataloader).
 test_dataloader = dict(num_workers=2, persistent_workers=False)
-

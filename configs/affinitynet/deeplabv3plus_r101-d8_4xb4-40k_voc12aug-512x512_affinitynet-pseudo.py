@@ -1,7 +1,8 @@
 # Stage 5 with mmseg's DeepLabV3+ (ResNet-101) on the AffinityNet pseudo
 # labels; evaluated on the real VOC val masks.
 _base_ = [
-    'mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb4-40k_voc12aug-512x512.py'
+    'mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb4-40k_voc12aug-512x512.py',
+    '../_base_/handovers.py'
 ]
 default_scope = 'mmaff'
 custom_imports = dict(imports=['mmaff'], allow_failed_imports=False)

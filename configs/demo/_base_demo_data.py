@@ -1,6 +1,6 @@
 # The generated demo set (tools/dataset_converters/make_demo_dataset.py):
 # VOC layout, 112x112 images, 5 classes; the demo pipeline generates 800
-# train + 100 val images (configs/demo/pipeline_demo.py).
+# train + 100 val images (configs/demo/pipeline_affinitynet_r18-d8_demo.py).
 _base_ = ['../_base_/datasets/voc12aug_image_labels.py']
 data_root = 'data/demo'
 metainfo = dict(

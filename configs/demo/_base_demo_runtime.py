@@ -1,5 +1,5 @@
 # The demo's runtime: mmaff's, seeded, with its hand-overs under
-# work_dirs/demo (configs/demo/pipeline_demo.py passes its own work_dir).
+# work_dirs/demo (the demo pipeline passes its own work_dir).
 _base_ = ['../_base_/default_runtime.py', '../_base_/handovers.py']
 handover_root = 'work_dirs/demo'
 # the demo CAMs' background threshold until the CAM sweep measures it

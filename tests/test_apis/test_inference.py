@@ -36,14 +36,14 @@ def exported(tmp_path_factory):
     ])
     cam_cfg = root / 'cam.py'
     cam_cfg.write_text(f"""
-_base_ = '{REPO}/configs/demo/cam_demo.py'
+_base_ = '{REPO}/configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
 handover_root = '{root}'
 val_dataloader = dict(dataset=dict(data_root='{data}'))
 test_dataloader = val_dataloader
 """)
     aff_cfg = root / 'aff.py'
     aff_cfg.write_text(f"""
-_base_ = '{REPO}/configs/demo/aff_demo.py'
+_base_ = '{REPO}/configs/demo/affinitynet_r18-d8_1xb8-1k_demo-96x96.py'
 handover_root = '{root}'
 model = dict(test_cfg=dict(alpha=0.6, steps=256))
 test_dataloader = dict(dataset=dict(data_root='{data}'))

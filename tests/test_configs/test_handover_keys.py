@@ -51,3 +51,18 @@ def test_every_handover_folder_is_one_key():
            if s.startswith('{handover_root}/')]
     assert sorted(subfolders.elements()) == sorted(own)
     assert len(set(own)) == len(own)
+
+
+def test_every_stage_config_resolves_its_hand_overs():
+    """Each stage config loads through the tools' loader with every
+    '{handovers.NAME}' it names defined and filled in."""
+    from mmaff.utils.tool_utils import load_tool_config
+    stage_configs = [
+        p for p in CONFIGS if not osp.basename(p).startswith(('pipeline',
+                                                               '_base_'))
+        and f'{osp.sep}_base_{osp.sep}' not in p
+    ]
+    assert stage_configs
+    for path in stage_configs:
+        cfg = load_tool_config(path, {'handover_root': '/elsewhere'})
+        assert '{handovers.' not in cfg.pretty_text, path

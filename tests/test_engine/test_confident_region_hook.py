@@ -28,12 +28,12 @@ from mmaff.registry import HOOKS, METRICS
 from mmaff.utils import register_all_modules
 from mmaff.utils.handover import resolve_handovers
 from mmaff.utils.io import load_cam_file, load_label_png
-from mmaff_testing import folder_bytes, mtimes, run_hook
+from mmaff_testing import DEMO_CAM, folder_bytes, mtimes, run_hook
 
 register_all_modules()
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs/demo/cam_demo.py')
+DEMO_CONFIG = osp.join(REPO, DEMO_CAM)
 CAM_CONFIG = osp.join(
     REPO, 'configs/affinitynet/'
     'affinitynet-cam_resnet38d_4xb4-15e_voc12aug-448x448.py')
@@ -331,8 +331,8 @@ def test_cam_configs_export_and_score_confident_regions(
 
 
 def test_cam_test_run_writes_cams_maps_and_both_metrics(tmp_path, run_tool):
-    """``tools/test.py configs/demo/cam_demo.py CKPT --cfg-options
-    handover_root=DIR`` from a user's folder (``configs`` linked, a tiny
+    """``tools/test.py DEMO_CONFIG CKPT --cfg-options handover_root=DIR``
+    from a user's folder (``configs`` linked, a tiny
     demo set in ``data/demo``, a randomly initialised model): the CAM file
     and the confident-region map of every test image, and the metrics of
     CAMMetric and ConfidentRegionMetric (computed from those maps)."""
@@ -350,12 +350,12 @@ def test_cam_test_run_writes_cams_maps_and_both_metrics(tmp_path, run_tool):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ws / 'cam.pth')
     handovers = tmp_path / 'h'
     out = run_tool([
-        osp.join(REPO, 'tools/test.py'), 'configs/demo/cam_demo.py', 'cam.pth',
-        '--metrics-out', 'metrics.json', '--cfg-options',
-        f'handover_root={handovers}', 'test_dataloader.num_workers=0'
+        osp.join(REPO, 'tools/test.py'), DEMO_CAM, 'cam.pth', '--metrics-out',
+        'metrics.json', '--cfg-options', f'handover_root={handovers}',
+        'test_dataloader.num_workers=0'
     ], ws)
 
-    # the test split of cam_demo.py is the demo's train.txt
+    # the test split of the demo's CAM config is the demo's train.txt
     demo = ws / 'data' / 'demo'
     ids = (demo / 'ImageSets/Segmentation/train.txt').read_text().split()
     assert len(ids) == 3

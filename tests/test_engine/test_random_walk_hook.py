@@ -38,7 +38,7 @@ from mmaff.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
 from mmaff.utils import register_all_modules
 from mmaff.utils.handover import resolve_handovers
 from mmaff.utils.io import load_cam_file, load_label_png, save_cam_file
-from mmaff_testing import folder_bytes, mtimes, run_hook
+from mmaff_testing import DEMO_AFF, folder_bytes, mtimes, run_hook
 
 register_all_modules()
 
@@ -46,7 +46,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 AFF_CONFIG = osp.join(
     REPO, 'configs/affinitynet/'
     'affinitynet_resnet38d_4xb2-8e_voc12aug-448x448.py')
-DEMO_CONFIG = osp.join(REPO, 'configs/demo/aff_demo.py')
+DEMO_CONFIG = osp.join(REPO, DEMO_AFF)
 #: Non-default dCRF settings: the hook must pass them on.
 CRF = dict(bilateral_sxy=20, iterations=5)
 
@@ -687,18 +687,35 @@ def test_test_tool_exports_and_scores(stage4, run_tool, tmp_path):
         rf'RandomWalkHook: 4 images, 4 written to {re.escape(s.root)}'
         r'/pseudo_rw and .*/pseudo_rw_crf, 0 skipped', out), out[-3000:]
 
-    # a second run skips every image and scores the same
+    # a second run skips every image and scores the same; --show-dir
+    # draws each image's RW label (mmseg's pictures: truth | prediction)
     before = mtimes(f'{s.root}/pseudo_rw'), mtimes(f'{s.root}/pseudo_rw_crf')
     out = run_tool([
-        osp.join(REPO, 'tools/test.py'), s.config, s.ckpt, '--work-dir',
-        s.work, '--metrics-out', 'again.json', '--cfg-options',
-        f'handover_root={s.root}'
+        osp.join(REPO,
+                 'tools/test.py'), s.config, s.ckpt, '--work-dir', s.work,
+        '--metrics-out', 'again.json', '--show-dir', 'vis', '--cfg-options',
+        f'handover_root={s.root}', 'default_hooks.visualization.interval=1'
     ], str(tmp_path))
     assert 'RandomWalkHook: 4 images, 0 written' in out
     assert (mtimes(f'{s.root}/pseudo_rw'),
             mtimes(f'{s.root}/pseudo_rw_crf')) == before
     with open(tmp_path / 'again.json') as f:
         assert json.load(f) == metrics
+    folder = tmp_path / 'vis' / 'vis_data' / 'vis_image'
+    assert sorted(os.listdir(folder)) == sorted(f'test_{i}.jpg_0.png'
+                                                for i in s.split)
+    for img_id in s.split:
+        drawn = cv2.imread(str(folder / f'test_{img_id}.jpg_0.png'))
+        image = cv2.imread(
+            osp.join(s.tiny_voc.root, 'JPEGImages', f'{img_id}.jpg'))
+        h, w = image.shape[:2]
+        assert drawn.shape == (h, 2 * w, 3)
+        label = np.array(PIL.Image.open(f'{s.root}/pseudo_rw/{img_id}.png'))
+        # the prediction panel is the image with the RW label's class
+        # colours blended in
+        changed = np.abs(drawn[:, w:].astype(int) - image).max(-1) > 3
+        if (label > 0).any():
+            assert changed[label > 0].mean() > 0.9
 
 
 def _free_port():

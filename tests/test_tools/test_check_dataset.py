@@ -39,7 +39,7 @@ def data(clean_data, tmp_path):
     shutil.copytree(clean_data, root)
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(f"""
-_base_ = '{REPO}/configs/demo/cam_demo.py'
+_base_ = '{REPO}/configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
 data_root = '{root}'
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root,

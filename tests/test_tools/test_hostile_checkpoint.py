@@ -20,6 +20,7 @@ import sys
 
 import pytest
 import torch
+from mmaff_testing import DEMO_AFF, DEMO_SEG
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PY = sys.executable
@@ -67,7 +68,7 @@ def tiny(tmp_path_factory):
     ])
     cfg = root / 'cam_tiny.py'
     cfg.write_text(f"""
-_base_ = '{REPO}/configs/demo/cam_demo.py'
+_base_ = '{REPO}/configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
 data_root = '{data}'
 train_dataloader = dict(batch_size=4, num_workers=0,
                         persistent_workers=False,
@@ -179,8 +180,8 @@ def test_visualize_pipeline_refuses(tiny, hostile, tmp_path):
     grid = tmp_path / 'grid.png'
     rc, out = _run([
         'tools/analysis_tools/visualize_pipeline.py', cfg, bad,
-        f'{REPO}/configs/demo/aff_demo.py', bad,
-        f'{REPO}/configs/demo/seg_demo.py', bad, '--num', '1', '--out', grid
+        f'{REPO}/{DEMO_AFF}', bad, f'{REPO}/{DEMO_SEG}', bad, '--num', '1',
+        '--out', grid
     ])
     _assert_refused(rc, out, bad, marker)
     assert not grid.exists()

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from mmaff_testing import DEMO_AFF, DEMO_SEG
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PY = sys.executable
@@ -28,8 +29,13 @@ def _run(args, **kw):
     env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
     env.update(kw.pop('env', {}))
     proc = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=600, **kw)
+        args,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     return out
@@ -45,7 +51,7 @@ def tiny_setup(tmp_path_factory):
     ])
     cfg = root / 'cam_tiny.py'
     cfg.write_text(f"""
-_base_ = '{REPO}/configs/demo/cam_demo.py'
+_base_ = '{REPO}/configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
 data_root = '{data}'
 train_dataloader = dict(batch_size=4, num_workers=0,
                         persistent_workers=False,
@@ -97,8 +103,8 @@ def test_train_resume_test_publish(tiny_setup):
     from mmaff.utils.io import load_cam_file
     classes = (data / 'classes.txt').read_text().split()
     for i in val_ids:
-        labels = labels_from_xml(str(data / 'Annotations' / f'{i}.xml'),
-                                 classes)
+        labels = labels_from_xml(
+            str(data / 'Annotations' / f'{i}.xml'), classes)
         c, lab = load_cam_file(str(cams / f'{i}.npz'), (64, 64), labels)
         assert lab.tolist() == labels
         assert c.min() >= 0 and c.max() <= 1
@@ -122,8 +128,8 @@ def test_train_resume_test_publish(tiny_setup):
     out = _run([
         PY, 'tools/test.py',
         str(cfg), published, '--work-dir',
-        str(root / 'test2'), '--cfg-options',
-        f'handover_root={root}', 'handovers.cams={handover_root}/cams2'
+        str(root / 'test2'), '--cfg-options', f'handover_root={root}',
+        'handovers.cams={handover_root}/cams2'
     ])
     for i in val_ids:
         a = np.load(cams / f'{i}.npz')['cams']
@@ -176,7 +182,7 @@ def test_generated_labels_train_through_tools(tiny_setup, stage):
     labels.mkdir()
     _fake_labels(data, labels, 'trainaug.txt',
                  [0, 1, 2, 255] if stage == 'aff' else [0, 1, 2])
-    base = 'aff_demo.py' if stage == 'aff' else 'seg_demo.py'
+    base = osp.basename(DEMO_AFF if stage == 'aff' else DEMO_SEG)
     cfg = root / f'{stage}_tiny.py'
     cfg.write_text(f"""
 _base_ = '{REPO}/configs/demo/{base}'

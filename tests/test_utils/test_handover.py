@@ -6,6 +6,7 @@ from mmengine.config import Config
 
 from mmaff.utils.handover import handover_values, resolve_handovers
 from mmaff.utils.tool_utils import load_tool_config, set_output_dir
+from mmaff_testing import DEMO_CAM
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -53,7 +54,7 @@ def test_root_reference_without_a_root_is_an_error():
 
 
 def test_stage_configs_resolve_through_the_tools_loader():
-    config = osp.join(REPO, 'configs', 'demo', 'cam_demo.py')
+    config = osp.join(REPO, DEMO_CAM)
     cfg = load_tool_config(config, {'handover_root': 'elsewhere'})
     assert cfg.custom_hooks[0].out_dir == 'elsewhere/cams'
     assert cfg.handovers.cam_work_dir == 'elsewhere/cam'
@@ -66,8 +67,6 @@ def test_out_is_the_evaluator_output_dir_or_a_clear_error():
     assert cfg.test_evaluator.output_dir == 'new'
     assert cfg.test_evaluator.keep_results
     cfg = Config(
-        dict(
-            test_evaluator=dict(type='CAMMetric'),
-            handovers=dict(cams='c')))
+        dict(test_evaluator=dict(type='CAMMetric'), handovers=dict(cams='c')))
     with pytest.raises(ValueError, match='handovers.NAME=DIR.*cams'):
         set_output_dir(cfg, 'new')

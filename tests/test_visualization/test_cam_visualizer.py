@@ -2,8 +2,8 @@
 """CAMLocalVisualizer: CAM heat maps for ``tools/test.py --show-dir``.
 
 Unit tests draw synthetic samples to files and compare pixels; the end-to-end
-test runs ``tools/test.py configs/demo/cam_demo.py CKPT --show-dir vis`` as a
-subprocess and counts the pictures.
+test runs ``tools/test.py DEMO_CAM CKPT --show-dir vis`` (the demo's CAM
+config) as a subprocess and counts the pictures.
 
 Where the pictures land (mmseg's behaviour, kept): ``tools/test.py`` sets
 ``visualizer.save_dir = --show-dir`` and turns on the ``visualization`` hook
@@ -36,6 +36,7 @@ from mmseg.visualization import SegLocalVisualizer
 
 import mmaff  # noqa: F401  (environment fixes before mmseg.models)
 from mmaff.visualization import CAMLocalVisualizer
+from mmaff_testing import DEMO_AFF, DEMO_CAM, DEMO_SEG
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -168,7 +169,7 @@ def test_otherwise_draws_like_seg_visualizer(tmp_path, cams, draw_pred):
 
 
 def test_configs_use_it_unless_they_inherit_mmsegs_runtime():
-    for name in ('demo/cam_demo.py', 'demo/aff_demo.py', 'demo/seg_demo.py',
+    for name in (DEMO_CAM[8:], DEMO_AFF[8:], DEMO_SEG[8:],
                  'affinitynet/affinitynet-cam_resnet38d_4xb4-15e_'
                  'voc12aug-448x448.py'):
         cfg = Config.fromfile(osp.join(REPO, 'configs', name))
@@ -183,9 +184,9 @@ def test_configs_use_it_unless_they_inherit_mmsegs_runtime():
 
 
 def test_show_dir_writes_one_cam_picture_per_test_image(tmp_path, run_tool):
-    """``tools/test.py configs/demo/cam_demo.py CKPT --show-dir vis`` from a
-    user's folder (``configs`` linked, the demo set in ``data/demo`` as the
-    config expects, a randomly initialised model saved as a checkpoint):
+    """``tools/test.py DEMO_CAM CKPT --show-dir vis`` from a user's folder
+    (``configs`` linked, the demo set in ``data/demo`` as the config
+    expects, a randomly initialised model saved as a checkpoint):
     the config's relative outputs (work dir, CAM files) stay in that
     folder."""
     from mmaff.apis import init_model
@@ -199,17 +200,17 @@ def test_show_dir_writes_one_cam_picture_per_test_image(tmp_path, run_tool):
         str(size)
     ], ws)
     torch.manual_seed(0)
-    model = init_model(osp.join(REPO, 'configs/demo/cam_demo.py'))
+    model = init_model(osp.join(REPO, DEMO_CAM))
     model.init_weights()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ws / 'cam.pth')
 
     run_tool([
-        osp.join(REPO, 'tools/test.py'), 'configs/demo/cam_demo.py', 'cam.pth',
-        '--show-dir', 'vis', '--cfg-options', 'test_dataloader.num_workers=0',
+        osp.join(REPO, 'tools/test.py'), DEMO_CAM, 'cam.pth', '--show-dir',
+        'vis', '--cfg-options', 'test_dataloader.num_workers=0',
         'default_hooks.visualization.interval=1'
     ], ws)
 
-    # the test split of cam_demo.py is the demo's train.txt
+    # the test split of the demo's CAM config is the demo's train.txt
     ids = (ws / 'data/demo/ImageSets/Segmentation/train.txt').read_text()
     ids = ids.split()
     assert len(ids) == 3

@@ -7,10 +7,11 @@ file (``LoadCAMs``), the random walk (:func:`mmaff.ops.propagate_cams`, 256
 steps, in the main process as ``AffinityNet.predict`` runs it) and the
 argmax, then :class:`RandomWalkHook`'s dense CRF (10 iterations, on the RGB
 image read from disk) and the two atomic PNG writes, for ``--workers`` = 0
-(inline), 1, 2, ... worker processes of the hook. The hook is driven like mmengine's ``TestLoop`` drives it
-(``before_test_epoch``, ``after_test_iter`` per batch of one image,
-``after_test_epoch``); the time from the first to the last call, pool
-start-up included, gives images/s. ``--forward-ms`` adds a sleep per batch
+(inline), 1, 2, ... worker processes of the hook. The hook is driven like
+mmengine's ``TestLoop`` drives it (``before_test_epoch``,
+``after_test_iter`` per batch of one image, ``after_test_epoch``); the
+time from the first to the last call, pool start-up included, gives
+images/s. ``--forward-ms`` adds a sleep per batch
 in the main process, standing in for a network forward on a GPU, to show
 how the pool overlaps the dCRF with it.
 
@@ -199,8 +200,8 @@ def run_export(items, cam_dir, out_root, workers, args, device):
     runner = SimpleNamespace(test_dataloader=items)
     start = time.perf_counter()
     hook.before_test_epoch(runner)
-    for idx, ((img_path, _, _), affinity) in enumerate(zip(items,
-                                                          affinities)):
+    pairs = zip(items, affinities)
+    for idx, ((img_path, _, _), affinity) in enumerate(pairs):
         if args.forward_ms:
             time.sleep(args.forward_ms / 1000)
         # LoadCAMs + AffinityNet.predict's walk, in the main process

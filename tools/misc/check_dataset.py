@@ -37,6 +37,7 @@ from mmengine.utils import ProgressBar
 from PIL import Image, ImageFile
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg)
+from mmaff.utils.handover import resolve_handovers
 from mmaff.utils.io import load_label_png
 
 #: The dataloaders checked, in order.
@@ -254,6 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    resolve_handovers(cfg)  # e.g. stage 3's confident regions as labels
     items, problems, counts = collect_items(cfg)
     problems += check(items, args.workers)
     for line in problems:

@@ -41,13 +41,16 @@ class CAMExportHook(BaseExportHook):
                  num_workers: int = 0,
                  **kwargs) -> None:
         if not out_dir:
-            raise ValueError(f'CAMExportHook needs an out_dir, got {out_dir!r}')
+            raise ValueError(
+                f'CAMExportHook needs an out_dir, got {out_dir!r}')
         super().__init__([out_dir], overwrite, num_workers, **kwargs)
         self.out_dir = out_dir
 
     def outputs(self, sample) -> Dict[str, str]:
         """``<out_dir>/<id>.npz``."""
-        return dict(cams=osp.join(self.out_dir, self.image_id(sample) + '.npz'))
+        return dict(
+            cams=osp.join(self.out_dir,
+                          self.image_id(sample) + '.npz'))
 
     def job(self, sample, todo: Dict[str, str]) -> Optional[dict]:
         """The present classes' CAMs, as float32 numpy."""

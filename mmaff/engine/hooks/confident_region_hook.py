@@ -82,7 +82,9 @@ class ConfidentRegionHook(BaseExportHook):
 
     def outputs(self, sample) -> Dict[str, str]:
         """``<out_dir>/<id>.png``."""
-        return dict(conf=osp.join(self.out_dir, self.image_id(sample) + '.png'))
+        return dict(
+            conf=osp.join(self.out_dir,
+                          self.image_id(sample) + '.png'))
 
     def job(self, sample, todo: Dict[str, str]) -> dict:
         """The present classes' CAMs (float16-rounded) and the settings."""

@@ -10,6 +10,7 @@ from mmaff.registry import HOOKS
 from mmaff.utils.io import read_rgb, save_label_png
 from .export_hook import BaseExportHook
 
+
 def write_pseudo_labels(job: dict) -> None:
     """One image's label files: the RW label, and the dCRF of its scores.
 

@@ -1,5 +1,8 @@
-# Stages 2-3 on the demo set: confident regions from the demo CAMs, then a
-# small AffinityNet (dilated ResNet-18 taps at stride 8) trained on them.
+# Stages 3-4 on the demo set: a small AffinityNet (dilated ResNet-18 taps at
+# stride 8) trained on the confident regions, then the random walk.
+# Longer than ~60 lines because mmengine replaces lists wholesale: the
+# training pipeline (crop 96 instead of 448) and the stage-4 hook (dCRF at
+# the demo's image size) are restated in full.
 _base_ = [
     '../_base_/models/resnet18-d8_demo.py',
     '../_base_/datasets/voc12aug_confident_regions.py',

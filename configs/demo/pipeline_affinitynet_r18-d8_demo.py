@@ -1,10 +1,13 @@
-# The demo pipeline: `make demo` runs
-#   python tools/run_pipeline.py configs/demo/pipeline_demo.py
+# The demo pipeline; `make demo` runs
+#   python tools/run_pipeline.py THIS_CONFIG
 # Every stage is a standard tool run; finished stages are skipped. The files
 # stages hand over are the hand-overs of configs/_base_/handovers.py; each
 # stage runs with handover_root=work_dir.
 _base_ = ['../_base_/handovers.py']
 work_dir = 'work_dirs/demo'
+cam_config = 'configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'  # noqa: E501
+aff_config = 'configs/demo/affinitynet_r18-d8_1xb8-1k_demo-96x96.py'  # noqa: E501
+seg_config = 'configs/demo/fcn_r18-d8_1xb16-1.5k_demo-112x112_affinitynet-pseudo.py'  # noqa: E501
 seg_work_dir = '{work_dir}/seg'  # stage 5: read by the test and the figure
 stages = [
     dict(
@@ -17,19 +20,13 @@ stages = [
     dict(
         name='cam_baselines',
         script='tools/analysis_tools/cam_baselines.py',
-        args=[
-            'configs/demo/cam_demo.py', '--out',
-            '{work_dir}/cam_baselines.json'
-        ],
+        args=['{cam_config}', '--out', '{work_dir}/cam_baselines.json'],
         summary=dict(
             key='cam_baselines', file='{work_dir}/cam_baselines.json')),
     dict(
         name='cam_train',
         script='tools/train.py',
-        args=[
-            'configs/demo/cam_demo.py', '--work-dir',
-            '{handovers.cam_work_dir}'
-        ],
+        args=['{cam_config}', '--work-dir', '{handovers.cam_work_dir}'],
         distributed=True,
         resume=True,
         resume_dir='{handovers.cam_work_dir}'),
@@ -37,8 +34,9 @@ stages = [
         name='cam_export',
         script='tools/test.py',
         args=[
-            'configs/demo/cam_demo.py', '{handovers.cam_work_dir}',
-            '--work-dir', '{handovers.cam_work_dir}', '--metrics-out', '{handovers.cam_metrics}'
+            '{cam_config}', '{handovers.cam_work_dir}', '--work-dir',
+            '{handovers.cam_work_dir}', '--metrics-out',
+            '{handovers.cam_metrics}'
         ],
         distributed=True,
         summary=[
@@ -53,10 +51,7 @@ stages = [
     dict(
         name='aff_train',
         script='tools/train.py',
-        args=[
-            'configs/demo/aff_demo.py', '--work-dir',
-            '{handovers.aff_work_dir}'
-        ],
+        args=['{aff_config}', '--work-dir', '{handovers.aff_work_dir}'],
         distributed=True,
         resume=True,
         resume_dir='{handovers.aff_work_dir}'),
@@ -64,8 +59,9 @@ stages = [
         name='rw_export',
         script='tools/test.py',
         args=[
-            'configs/demo/aff_demo.py', '{handovers.aff_work_dir}',
-            '--work-dir', '{handovers.aff_work_dir}', '--metrics-out', '{work_dir}/rw_metrics.json', '--cfg-options',
+            '{aff_config}', '{handovers.aff_work_dir}', '--work-dir',
+            '{handovers.aff_work_dir}', '--metrics-out',
+            '{work_dir}/rw_metrics.json', '--cfg-options',
             'handovers.cam_bg_threshold='
             '{metric:{handovers.cam_metrics}:bg_threshold}'
         ],
@@ -78,7 +74,7 @@ stages = [
     dict(
         name='seg_train',
         script='tools/train.py',
-        args=['configs/demo/seg_demo.py', '--work-dir', '{seg_work_dir}'],
+        args=['{seg_config}', '--work-dir', '{seg_work_dir}'],
         distributed=True,
         resume=True,
         resume_dir='{seg_work_dir}'),
@@ -86,8 +82,8 @@ stages = [
         name='seg_test',
         script='tools/test.py',
         args=[
-            'configs/demo/seg_demo.py', '{seg_work_dir}', '--work-dir',
-            '{seg_work_dir}', '--metrics-out', '{work_dir}/seg_metrics.json'
+            '{seg_config}', '{seg_work_dir}', '--work-dir', '{seg_work_dir}',
+            '--metrics-out', '{work_dir}/seg_metrics.json'
         ],
         distributed=True,
         summary=dict(key='seg', fields=['mIoU'])),
@@ -95,9 +91,8 @@ stages = [
         name='figure',
         script='tools/analysis_tools/visualize_pipeline.py',
         args=[
-            'configs/demo/cam_demo.py', '{handovers.cam_work_dir}',
-            'configs/demo/aff_demo.py', '{handovers.aff_work_dir}',
-            'configs/demo/seg_demo.py', '{seg_work_dir}', '--num', '4',
-            '--out', '{work_dir}/pipeline.png'
+            '{cam_config}', '{handovers.cam_work_dir}', '{aff_config}',
+            '{handovers.aff_work_dir}', '{seg_config}', '{seg_work_dir}',
+            '--num', '4', '--out', '{work_dir}/pipeline.png'
         ]),
 ]

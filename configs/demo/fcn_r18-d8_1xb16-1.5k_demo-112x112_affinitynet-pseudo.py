@@ -3,6 +3,9 @@
 # images and evaluated on the real masks of the val images. With no
 # ImageNet weights on the demo machine, the backbone starts from the demo's
 # stage-1 classifier (the VOC configs start from ImageNet, as the paper).
+# Longer than ~60 lines because it is the whole stage in one file: mmseg's
+# segmentation bases carry VOC's data paths, crop and 20k+ schedules, and
+# overriding them item by item would be longer than stating them.
 _base_ = [
     '../_base_/models/resnet18-d8_demo.py', './_base_demo_runtime.py'
 ]

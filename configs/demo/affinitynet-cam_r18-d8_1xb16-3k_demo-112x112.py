@@ -9,7 +9,10 @@ model = dict(
     data_preprocessor=dict(size=(112, 112)),
     cam_head=dict(
         type='CAMHead', in_channels=128, num_classes=5, dropout_ratio=0.5),
-    test_cfg=dict(scales=(1.0, 0.5, 1.5), flip=True, bg_threshold='{handovers.cam_bg_threshold}'))
+    test_cfg=dict(
+        scales=(1.0, 0.5, 1.5),
+        flip=True,
+        bg_threshold='{handovers.cam_bg_threshold}'))
 max_iters = 3000
 # From scratch on CPU, AdamW converges far faster than the paper's SGD
 # (which assumes ImageNet weights).
