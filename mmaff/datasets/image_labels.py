@@ -8,7 +8,9 @@ the problem when the input is bad.
 Label file format (``tools/dataset_converters/make_image_labels.py`` writes
 it): one line per image, ``<image id> <class name> <class name> ...``
 separated by whitespace; an image with no foreground class has its id alone.
-Lines starting with ``#`` are comments. Another format (JSON, CSV) is
+A class name with spaces (COCO's "traffic light") is written with
+underscores ("traffic_light") and read back in either form. Lines starting
+with ``#`` are comments. Another format (JSON, CSV) is
 refused with an error that names the file and this format.
 """
 import os.path as osp
@@ -21,6 +23,25 @@ from PIL import Image
 
 def _name_to_id(class_names: Sequence[str]) -> Dict[str, int]:
     return {name: i for i, name in enumerate(class_names) if i > 0}
+
+
+def label_token(name: str) -> str:
+    """A class name as one label-file token: runs of whitespace become
+    ``_`` ('traffic light' -> 'traffic_light')."""
+    return '_'.join(name.split())
+
+
+def _token_to_id(class_names: Sequence[str]) -> Dict[str, int]:
+    """Label-file token -> label id: each name as it is and as
+    :func:`label_token` writes it; two classes sharing a token is an error."""
+    lut = _name_to_id(class_names)
+    for name, i in list(lut.items()):
+        token = label_token(name)
+        if lut.setdefault(token, i) != i:
+            raise ValueError(
+                f'class names {class_names[lut[token]]!r} and {name!r} are '
+                f'the same label-file token {token!r}')
+    return lut
 
 
 def labels_from_xml(path: str, class_names: Sequence[str]) -> List[int]:
@@ -132,7 +153,7 @@ def read_label_file(path: str,
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'label file not found: {path}')
-    lut = _name_to_id(class_names)
+    lut = _token_to_id(class_names)
     labels: Dict[str, List[int]] = {}
     for lineno, parts in _label_file_lines(path):
         img_id, names = parts[0], parts[1:]
@@ -156,7 +177,8 @@ def read_label_file(path: str,
 
 def write_label_file(path: str, labels: Dict[str, Sequence[int]],
                      class_names: Sequence[str]) -> None:
-    """Write a label file (atomically).
+    """Write a label file (atomically); names with spaces as
+    :func:`label_token` writes them, so that they read back.
 
     Args:
         path (str): Output path.
@@ -164,8 +186,9 @@ def write_label_file(path: str, labels: Dict[str, Sequence[int]],
         class_names (Sequence[str]): Class names, background first.
     """
     from mmaff.utils.io import atomic_write
+    _token_to_id(class_names)  # every class has a token of its own
     lines = [
-        ' '.join([img_id] + [class_names[i] for i in sorted(ids)])
+        ' '.join([img_id] + [label_token(class_names[i]) for i in sorted(ids)])
         for img_id, ids in labels.items()
     ]
 

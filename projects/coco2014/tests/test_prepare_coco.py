@@ -496,21 +496,20 @@ def test_cli_subprocess_with_workers(coco):
     check_outputs(root, coco_data)
 
 
-def test_label_file_format_does_not_round_trip_spaces(tmp_path):
-    """Why the label file says traffic_light: the format splits a line on
-    whitespace, so 'traffic light' comes back as two unknown names."""
-    names = ['background', 'traffic light']
+def test_label_file_round_trips_names_with_spaces(tmp_path):
+    """'traffic light' is written as traffic_light and read back in either
+    form; two classes that share a token are refused."""
+    names = ['background', 'traffic light', 'dog']
     path = str(tmp_path / 'labels.txt')
-    write_label_file(path, {'img': [1]}, names)
-    with pytest.raises(
-            ValueError,
-            match=r"unknown class name\(s\) "
-            r"\['traffic', 'light'\]"):
-        read_label_file(path, names)
-    names = prep.label_file_class_names(names)
-    assert names == ['background', 'traffic_light']
-    write_label_file(path, {'img': [1]}, names)
-    assert read_label_file(path, names) == {'img': [1]}
+    write_label_file(path, {'img': [1, 2], 'other': []}, names)
+    assert open(path).read().split('\n')[0] == 'img traffic_light dog'
+    assert read_label_file(path, names) == {'img': [1, 2], 'other': []}
+    # the converter's underscore names read the same file
+    under = prep.label_file_class_names(names)
+    assert under == ['background', 'traffic_light', 'dog']
+    assert read_label_file(path, under) == {'img': [1, 2], 'other': []}
+    with pytest.raises(ValueError, match='same label-file token'):
+        write_label_file(path, {'img': [1]}, ['background', 'a b', 'a_b'])
     with pytest.raises(ValueError, match='occur twice'):
         prep.label_file_class_names(['a b', 'a_b'])
 

@@ -35,10 +35,10 @@ string (COCO's compressed form, see :func:`decode_rle_string`).
 
 Image-level labels: the categories of an image's non-crowd instances,
 written with :func:`mmaff.datasets.image_labels.write_label_file`. That
-format separates the class names by whitespace, so a name with a space
-("traffic light") would be read back as two unknown names: the label file
-and ``classes.txt`` use the names with spaces replaced by underscores
-(``traffic_light``), see :func:`label_file_class_names`.
+format separates the class names by whitespace and writes a name with a
+space ("traffic light") with underscores (``traffic_light``), reading either
+form back; ``classes.txt`` lists the underscored names too, so that one
+spelling is used everywhere (see :func:`label_file_class_names`).
 
 Every file is written atomically; a rerun skips the images whose PNG exists
 and leaves the text files alone when their content is unchanged. Errors name
@@ -345,8 +345,8 @@ def label_file_class_names(names: Sequence[str]) -> List[str]:
     """The class names as written to the label file and ``classes.txt``.
 
     The label file format (:data:`mmaff.datasets.image_labels.
-    LABEL_FILE_FORMAT`) separates names by whitespace, so a name with a
-    space cannot be read back: its spaces become underscores.
+    LABEL_FILE_FORMAT`) separates names by whitespace and writes a name's
+    spaces as underscores; ``classes.txt`` uses the same spelling.
 
     Args:
         names (Sequence[str]): Class names (background first or not).
