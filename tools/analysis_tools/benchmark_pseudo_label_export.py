@@ -162,7 +162,7 @@ def breakdown(items, cam_dir, out_dir, args, device):
         t0 = time.perf_counter()
         cams, labels = load_cam_file(osp.join(cam_dir, img_id + '.npz'))
         t1 = time.perf_counter()
-        with cpu_threads(1):  # as the hook runs it
+        with cpu_threads(1):  # what the walk picks for VOC-size grids
             scores = propagate_cams(
                 torch.from_numpy(cams).to(device), affinity,
                 steps=args.steps).cpu()
@@ -207,10 +207,8 @@ def run_export(items, cam_dir, out_root, workers, args, device):
         # LoadCAMs + AffinityNet.predict's walk, in the main process
         img_id = osp.splitext(osp.basename(img_path))[0]
         cams, labels = load_cam_file(osp.join(cam_dir, img_id + '.npz'))
-        with cpu_threads(1):
-            scores = propagate_cams(
-                torch.from_numpy(cams).to(device), affinity,
-                steps=args.steps)
+        scores = propagate_cams(
+            torch.from_numpy(cams).to(device), affinity, steps=args.steps)
         sample = SegDataSample(
             metainfo=dict(
                 img_path=img_path, score_labels=[0] + labels.tolist()))

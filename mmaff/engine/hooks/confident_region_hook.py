@@ -2,8 +2,6 @@
 import os.path as osp
 from typing import Dict, Optional
 
-import numpy as np
-
 from mmaff.ops.confident import confident_region_map
 from mmaff.ops.crf import crf_options
 from mmaff.registry import HOOKS
@@ -93,6 +91,6 @@ class ConfidentRegionHook(BaseExportHook):
         return dict(
             img_path=sample.metainfo['img_path'],
             path=todo['conf'],
-            cams=cams.half().float().cpu().numpy().astype(np.float32),
+            cams=cams.half().float().cpu().numpy(),
             labels=labels,
             settings=self.settings)
