@@ -42,3 +42,20 @@ DEMO_CAM = 'configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
 DEMO_AFF = 'configs/demo/affinitynet_r18-d8_1xb8-1k_demo-96x96.py'
 DEMO_SEG = ('configs/demo/fcn_r18-d8_1xb16-1.5k_demo-112x112_'
             'affinitynet-pseudo.py')
+
+#: The repository root.
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(relpath, name):
+    """Import a tool script (e.g. ``tools/analysis_tools/x.py``) as module
+    ``name``; for a module-scoped fixture: ``yield`` it, then pop ``name``
+    from ``sys.modules``."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location(name,
+                                                  osp.join(REPO, relpath))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -40,5 +40,8 @@ val_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
-        ann_file='ImageSets/Segmentation/train.txt'))
+        ann_file='ImageSets/Segmentation/train.txt',
+        # labelled images for choosing settings (every 8th training image):
+        # the metrics choose on them and leave them out of the figures
+        holdout_file='ImageSets/Segmentation/holdout.txt'))
 test_dataloader = val_dataloader

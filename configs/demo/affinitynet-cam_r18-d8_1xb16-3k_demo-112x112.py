@@ -48,6 +48,8 @@ custom_hooks = [
         crf=dict(bilateral_sxy=20),
         num_workers=2)
 ]
+# The background threshold is chosen on the held-out images (the test
+# dataset's holdout_file), the figures are those of the other images.
 test_evaluator = [
     dict(type='CAMMetric'),
     dict(type='ConfidentRegionMetric', conf_dir='{handovers.conf}')

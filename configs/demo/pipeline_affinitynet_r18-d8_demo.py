@@ -55,6 +55,27 @@ stages = [
         distributed=True,
         resume=True,
         resume_dir='{handovers.aff_work_dir}'),
+    # The walk's alpha, beta and steps: those whose pseudo labels (RW +
+    # dCRF, what stage 5 trains on) are best on the held-out images
+    # (labelled, never scored in the table), with the learnt affinities;
+    # the export below walks with them.
+    dict(
+        name='rw_tune',
+        script='tools/analysis_tools/diagnose_random_walk.py',
+        args=[
+            '{aff_config}', '{handovers.aff_work_dir}', '--split',
+            'ImageSets/Segmentation/holdout.txt', '--walk-only',
+            '--tune-on', 'rw_crf', '--alphas', '1,2,3,4', '--betas',
+            '8,16', '--steps', '1,2,4,8,16', '--out',
+            '{work_dir}/rw_tune.json', '--cfg-options',
+            'handover_root={work_dir}', 'handovers.cam_bg_threshold='
+            '{metric:{handovers.cam_metrics}:bg_threshold}'
+        ],
+        smoke_args=['test_dataloader.dataset.indices={smoke_images}'],
+        summary=dict(
+            key='rw_tune',
+            file='{work_dir}/rw_tune.json',
+            fields=['alpha', 'beta', 'steps', 'mIoU'])),
     dict(
         name='rw_export',
         script='tools/test.py',
@@ -63,7 +84,10 @@ stages = [
             '{handovers.aff_work_dir}', '--metrics-out',
             '{work_dir}/rw_metrics.json', '--cfg-options',
             'handovers.cam_bg_threshold='
-            '{metric:{handovers.cam_metrics}:bg_threshold}'
+            '{metric:{handovers.cam_metrics}:bg_threshold}',
+            'model.test_cfg.alpha={metric:{work_dir}/rw_tune.json:alpha}',
+            'model.test_cfg.beta={metric:{work_dir}/rw_tune.json:beta}',
+            'model.test_cfg.steps={metric:{work_dir}/rw_tune.json:steps}'
         ],
         distributed=True,
         summary=[
@@ -93,6 +117,12 @@ stages = [
         args=[
             '{cam_config}', '{handovers.cam_work_dir}', '{aff_config}',
             '{handovers.aff_work_dir}', '{seg_config}', '{seg_work_dir}',
-            '--num', '4', '--out', '{work_dir}/pipeline.png'
+            '--num', '4', '--out', '{work_dir}/pipeline.png',
+            '--cam-bg-threshold',
+            '{metric:{handovers.cam_metrics}:bg_threshold}',
+            '--aff-cfg-options',
+            'model.test_cfg.alpha={metric:{work_dir}/rw_tune.json:alpha}',
+            'model.test_cfg.beta={metric:{work_dir}/rw_tune.json:beta}',
+            'model.test_cfg.steps={metric:{work_dir}/rw_tune.json:steps}'
         ]),
 ]

@@ -4,6 +4,7 @@ from typing import List, Optional
 
 from mmaff.registry import DATASETS
 from .base_voc import OwnClassesVOCDataset
+from mmaff.utils.io import read_split
 from .image_labels import labels_from_mask, labels_from_xml, read_label_file
 
 
@@ -36,6 +37,12 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
             (:class:`mmaff.evaluation.CAMMetric`,
             :class:`mmaff.evaluation.PseudoLabelMetric`) that their figure
             covers only M - K of the M images of the split.
+        holdout_file (str, optional): Split file, relative to ``data_root``,
+            of held-out images: labelled images on which settings are chosen
+            (e.g. the CAM background threshold). Each sample carries
+            ``holdout`` (bool; add it to ``PackSegInputs``' ``meta_keys``):
+            mmaff's metrics choose on these images and leave them out of the
+            reported figures. Defaults to None (no image is held out).
         **kwargs: Passed to :class:`OwnClassesVOCDataset` (``data_root``,
             ``data_prefix``, ``pipeline``, ``metainfo`` with custom
             ``classes``: background first, in the order of the mask ids,
@@ -48,6 +55,7 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
                  label_file: Optional[str] = None,
                  xml_dir: str = 'Annotations',
                  skip_done: Optional[dict] = None,
+                 holdout_file: Optional[str] = None,
                  **kwargs) -> None:
         if label_source not in ('xml', 'mask', 'file'):
             raise ValueError(f"label_source must be 'xml', 'mask' or "
@@ -58,6 +66,7 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
         self.label_file = label_file
         self.xml_dir = xml_dir
         self.skip_done = skip_done
+        self.holdout_file = holdout_file
         super().__init__(ann_file=ann_file, **kwargs)
 
     def _join(self, path: Optional[str]) -> Optional[str]:
@@ -76,8 +85,11 @@ class VOCImageLabelDataset(OwnClassesVOCDataset):
         file_labels = (
             read_label_file(self._join(self.label_file), classes)
             if self.label_source == 'file' else None)
+        holdout = frozenset(read_split(self._join(
+            self.holdout_file))) if self.holdout_file else frozenset()
         for info in data_list:
             img_id = info['img_id']
+            info['holdout'] = img_id in holdout
             if self.label_source == 'xml':
                 labels = labels_from_xml(
                     osp.join(self._join(self.xml_dir), img_id + '.xml'),

@@ -5,6 +5,7 @@ The arithmetic is mmseg's (``IoUMetric.intersect_and_union`` and
 ``total_area_to_metrics``); this module adds the input checks and the
 per-class table that mmaff's metrics print.
 """
+import os.path as osp
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -98,3 +99,8 @@ def print_iou_table(columns: Dict[str, np.ndarray],
     text = table.get_string()
     print_log('per class results:\n' + text, logger=logger)
     return text
+
+
+def sample_id(sample: dict) -> str:
+    """An evaluated sample's image id: its image file's name stem."""
+    return osp.splitext(osp.basename(sample['img_path']))[0]

@@ -271,3 +271,23 @@ def test_skip_done_tells_the_metrics_what_was_left_out(tiny_voc, tmp_path):
         ])
     res = metric.evaluate(len(dataset))
     assert res['num_images'] == 3 and res['subset_of'] == 4
+
+
+def test_holdout_file_marks_the_held_out_images(tiny_voc):
+    """``holdout_file`` (relative to data_root) marks its images, and the
+    mark reaches the metrics through PackSegInputs' meta_keys."""
+    with open(tiny_voc.path('ImageSets/Segmentation/hold.txt'), 'w') as f:
+        f.write(f'{tiny_voc.ids[1]}\n{tiny_voc.ids[5]}\n')  # 5: not in train
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='PackSegInputs', meta_keys=('img_path', 'holdout'))
+    ]
+    dataset = DATASETS.build(
+        _cfg(tiny_voc, holdout_file='ImageSets/Segmentation/hold.txt',
+             pipeline=pipeline))
+    marks = [dataset[k]['data_samples'].holdout for k in range(len(dataset))]
+    assert marks == [i == tiny_voc.ids[1] for i in tiny_voc.splits['train']]
+    plain = DATASETS.build(_cfg(tiny_voc))
+    assert not any(info['holdout'] for info in plain.data_list)
+    with pytest.raises(FileNotFoundError, match='nope.txt'):
+        DATASETS.build(_cfg(tiny_voc, holdout_file='nope.txt'))

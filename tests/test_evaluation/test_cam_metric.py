@@ -161,3 +161,29 @@ def test_whole_set_has_no_subset_keys():
         skip_done=dict(dir='d', split_size=2, skipped=0))
     metric.process({}, _two_samples())
     assert set(metric.evaluate(2)) == {'mIoU', 'bg_threshold', 'mIoU@0.50'}
+
+
+def test_held_out_images_choose_the_threshold_and_are_not_scored():
+    """With held-out samples, the threshold comes from them and the
+    reported mIoU from the others (hand-computed)."""
+    classes = ('background', 'a')
+    # held-out image: CAM 0.6 on a true "a" pixel, 0.4 on a background one
+    # -> t = 0.3 labels both "a" (IoU bg 0, a 1/2: 25), t = 0.5 is exact
+    held = dict(_sample([[[0.6, 0.4]]], [[1, 0]]), holdout=True)
+    # scored image: CAM 0.45 on "a", 0.2 on background -> exact at t = 0.3,
+    # "a" missed at t = 0.5: IoU bg 1/2, a 0 -> 25
+    scored = dict(_sample([[[0.45, 0.2]]], [[1, 0]]), holdout=False)
+    metric = _metric([0.3, 0.5], classes)
+    metric.process({}, [held, scored])
+    res = metric.evaluate(2)
+    assert res['bg_threshold'] == 0.5
+    assert res['mIoU'] == pytest.approx(25.0)
+    assert res['mIoU@0.30'] == pytest.approx(100.0)  # scored image's sweep
+    assert res['holdout/mIoU'] == pytest.approx(100.0)
+    assert res['num_holdout'] == 1
+    # without held-out images, the scored image chooses t = 0.3 itself
+    plain = _metric([0.3, 0.5], classes)
+    plain.process({}, [scored])
+    res = plain.evaluate(1)
+    assert res['bg_threshold'] == 0.3 and res['mIoU'] == pytest.approx(100)
+    assert 'num_holdout' not in res

@@ -412,3 +412,26 @@ def test_samples_without_what_a_column_needs_are_named():
     with pytest.raises(KeyError, match='im1 has neither gt_sem_seg nor '
                        'seg_map_path'):
         build().process({}, samples(None, gt_source=None))
+
+
+def test_held_out_images_are_left_out_of_every_column(tmp_path, tables):
+    """A held-out image (where settings were chosen) is scored nowhere: the
+    figures are im1's alone, against the numpy reference."""
+    dirs = paths(str(tmp_path))
+    write_gt(dirs)
+    metric = build(dirs)
+    for s in samples(dirs):
+        s['holdout'] = s['img_path'].endswith('im2.jpg')
+        metric.process({}, [s])
+    write_labels(dirs)
+    os.remove(osp.join(dirs['CRF'], 'im2.png'))  # never read
+    result = metric.evaluate(2)
+    assert set(result) == ALL_KEYS  # not a "subset" of the split
+    k = len(CLASSES)
+    only_im1 = {
+        'CAM': np_iou([(np_cam_label(*CAMS['im1'], 0.2), GT['im1'])], k),
+        'RW': np_iou([(RW['im1'], GT['im1'])], k),
+        'RW+dCRF': np_iou([(CRF['im1'], GT['im1'])], k),
+    }
+    for name, ious in only_im1.items():
+        assert result[f'{name}/mIoU'] == pytest.approx(miou(ious)), name

@@ -8,7 +8,6 @@ resuming, the worker pool, the errors (each naming the image or file), the
 scores against a computation from the files, the stats JSON, the command
 line (in process and as a subprocess), and a killed tool.
 """
-import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -23,6 +22,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from mmaff_testing import load_tool
 from PIL import Image
 
 from mmaff.ops.confident import confident_region_map
@@ -39,13 +39,9 @@ SCORE_KEYS = ('fg_precision', 'bg_precision', 'fg_recall', 'bg_recall',
 
 @pytest.fixture(scope='module')
 def tool():
-    name = 'make_confident_regions_tool'
-    spec = importlib.util.spec_from_file_location(name, TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(name, None)
+    yield load_tool('tools/make_confident_regions.py',
+                    'make_confident_regions_tool')
+    sys.modules.pop('make_confident_regions_tool', None)
 
 
 # id -> (height, width, label ids)

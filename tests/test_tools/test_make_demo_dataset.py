@@ -113,6 +113,9 @@ def test_layout_and_split_files(dataset):
     assert not set(train) & set(val)
     assert _read_lines(split_dir / 'trainval.txt') == train + val
     assert _read_lines(split_dir / 'trainaug.txt') == train
+    # every 8th training image, from the first, is held out for tuning
+    holdout = _read_lines(split_dir / 'holdout.txt')
+    assert holdout == train[::8] and set(holdout) <= set(train)
     assert sorted(train + val) == sorted(ids)
     for image_id in ids:
         for sub, ext in (('JPEGImages', 'jpg'), ('SegmentationClass', 'png'),
@@ -135,7 +138,7 @@ def test_layout_and_split_files(dataset):
     assert meta['num_train'] == NUM_TRAIN and meta['num_val'] == NUM_VAL
     assert meta['classes'] == classes
     assert 'version' in meta
-    assert summary['written'] == 1 + 1 + 4 + 4 * len(ids)
+    assert summary['written'] == 1 + 1 + 5 + 4 * len(ids)
     assert summary['rendered'] == len(ids)
     assert not summary['was_complete']
 

@@ -14,19 +14,20 @@ writes::
                                             255 boundary band on contours
     OUT_DIR/SegmentationClassAug/<id>.png   byte-identical copies (voc_aug)
     OUT_DIR/Annotations/<id>.xml            VOC XML, one <object> per object
-    OUT_DIR/ImageSets/Segmentation/{train,val,trainval,trainaug}.txt
+    OUT_DIR/ImageSets/Segmentation/{train,val,trainval,trainaug,holdout}.txt
     OUT_DIR/classes.txt                     class names, background first
     OUT_DIR/meta.json                       the settings and generator version
 
 Each image is a cluttered background (smooth random colour fields, noise,
 distractor strokes and blobs drawn from the same colours as the objects)
-with 1-3 objects. Every object has a class-agnostic body (a mildly deformed
-ellipse in one of the shared body colours and textures) and a small
+with 1-3 objects. Every object has a body (a mildly deformed ellipse in one
+of the shared body colours and textures) that carries only a weak class cue
+(most often, not always, its class's own body colour) and a small
 class-specific *part* (15-35 % of the object's visible area) whose pattern
 (dots, stripes, rings, checks or a cross; colours shared by all classes) is
-the only thing that tells the class. The label of the whole object (body +
-part) is the class, so a classifier's CAM finds the part and the affinity /
-random-walk stages must recover the body.
+what tells the class. The label of the whole object (body + part) is the
+class, so a classifier's CAM is strong on the part and weak on the body, and
+the affinity / random-walk stages must recover the body.
 
 Everything is drawn from ``numpy.random.default_rng`` seeded by
 ``(seed, stream, index)``, one stream per image, so the same settings give
@@ -54,7 +55,11 @@ from mmengine.utils import ProgressBar
 from mmaff.utils.io import (atomic_write, remove_stale_temp_files,
                             save_label_png)
 
-GENERATOR_VERSION = '1.0'
+GENERATOR_VERSION = '2.0'
+#: Every HOLDOUT_EVERY-th training image (the 1st, 9th, 17th, ...) is in the
+#: ``holdout`` split: labelled images for choosing settings, which the
+#: demo's reported figures leave out.
+HOLDOUT_EVERY = 8
 
 #: Label names; index = label id. Foreground classes are named after their
 #: discriminative part pattern.
@@ -75,6 +80,9 @@ OBJECT_SIDE_RANGE = (0.15, 0.5)
 _NUM_OBJECTS_P = (0.4, 0.4, 0.2)
 #: Probability that a further object repeats a class already in the image.
 _SAME_CLASS_P = 0.35
+#: Probability that an object's body tries its class's own body colour
+#: first (colour i + 1 is class i + 1's; the sixth colour is no class's).
+_BODY_CLASS_P = 0.6
 #: An occluded object keeps at least this share of its area and its part.
 _MIN_VISIBLE = 0.6
 _MIN_SIZE = 64
@@ -127,11 +135,21 @@ def split_ids(num_train: int, num_val: int) -> Dict[str, List[str]]:
 
     Returns:
         dict[str, list[str]]: ``train``, ``val``, ``trainval`` and
-        ``trainaug`` (= ``train``, mmseg's voc_aug convention).
+        ``trainaug`` (= ``train``, mmseg's voc_aug convention) and
+        ``holdout`` (every :data:`HOLDOUT_EVERY`-th training image from the
+        first: the images on which the demo chooses its settings; they stay
+        in ``train``, and the demo's metrics leave them out of the reported
+        figures).
     """
     train = [sample_id(i) for i in range(num_train)]
     val = [sample_id(i) for i in range(num_train, num_train + num_val)]
-    return dict(train=train, val=val, trainval=train + val, trainaug=train)
+    holdout = train[::HOLDOUT_EVERY]
+    return dict(
+        train=train,
+        val=val,
+        trainval=train + val,
+        trainaug=train,
+        holdout=holdout)
 
 
 # ----------------------------------------------------------------- drawing
@@ -451,8 +469,17 @@ def _draw_object(rng: np.random.Generator, canvas: np.ndarray, obj: dict,
     around = canvas[ring].mean(0) if ring.any() else canvas.mean((0, 1))
     used = {o['body_color'] for o in placed if 'body_color' in o}
     free = [i for i in range(len(_BODY_COLORS)) if i not in used]
+    order = [int(i) for i in rng.permutation(free)]
+    # A weak class cue: most often the class's own body colour comes first
+    # (as on real objects, whose whole body says a little about the class
+    # while a part says most), so a classifier's CAM is strong on the part
+    # and weak on the body.
+    own = obj['label'] - 1
+    if own in order and rng.random() < _BODY_CLASS_P:
+        order.remove(own)
+        order.insert(0, own)
     best, best_dist = None, -1.0
-    for i in rng.permutation(free):
+    for i in order:
         color = _BODY_COLORS[i] * rng.uniform(0.9, 1.1)
         dist = float(np.linalg.norm(color - around))
         if dist > best_dist:

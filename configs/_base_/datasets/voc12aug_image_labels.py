@@ -4,7 +4,8 @@ data_root = 'data/VOCdevkit/VOC2012'
 crop_size = (448, 448)
 meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
              'pad_shape', 'scale_factor', 'flip', 'flip_direction',
-             'reduce_zero_label', 'img_labels', 'cams', 'cam_labels')
+             'reduce_zero_label', 'img_labels', 'cams', 'cam_labels',
+             'holdout')
 # Stage 1 (AffinityNet paper): long side resized to U[256, 512], crop 448,
 # flip, colour jitter (0.3, 0.3, 0.3, 0.1). Padding to the crop size is done
 # by the data preprocessor.

@@ -51,8 +51,15 @@ class CAMMetric(BaseMetric):
     For each threshold t, a pixel takes the class of its largest normalised
     CAM if that exceeds t, else background (the paper uses t = 0.2, IRN 0.15).
     Class areas (mmseg's IoU arithmetic) are accumulated per threshold
-    (constant memory);
-    the best threshold is reported with its per-class IoU table.
+    (constant memory).
+
+    Held-out images (samples with ``holdout=True``, see
+    ``holdout_file`` of :class:`mmaff.datasets.VOCImageLabelDataset`) are
+    labelled images for choosing: when some were evaluated, the threshold
+    is the best of *their* sweep, and every reported figure is that of the
+    other images (no figure comes from a threshold chosen on its own
+    masks). Without held-out images, the best threshold of the sweep on the
+    scored images is reported, and the log says so.
 
     Args:
         bg_thresholds (Sequence[float], optional): Thresholds to sweep.
@@ -61,8 +68,10 @@ class CAMMetric(BaseMetric):
         collect_device (str): Defaults to 'cpu'.
         prefix (str, optional): Prefix of the metric names.
 
-    Returns (of ``evaluate``): ``mIoU`` (best, %), ``bg_threshold`` (best t)
-    and ``mIoU@t`` for every t. The figures are those of the images
+    Returns (of ``evaluate``): ``mIoU`` (%, at the chosen threshold),
+    ``bg_threshold`` (the chosen t) and ``mIoU@t`` for every t (of the
+    scored images); with held-out images also ``holdout/mIoU`` (their
+    best) and ``num_holdout``. The figures are those of the images
     evaluated: when the dataset left finished images out (``skip_done``, a
     resumed CAM export), a warning says "N of M images" and the metrics
     gain ``num_images`` (N) and ``subset_of`` (M), see
@@ -90,9 +99,14 @@ class CAMMetric(BaseMetric):
                 dict(
                     areas=np.zeros((len(self.bg_thresholds), 4, num_classes),
                                    dtype=np.int64),
-                    num_images=0))
-        total = self.results[0]['areas']
+                    holdout_areas=np.zeros(
+                        (len(self.bg_thresholds), 4, num_classes),
+                        dtype=np.int64),
+                    num_images=0,
+                    num_holdout=0))
         for sample in data_samples:
+            held = bool(sample.get('holdout', False))
+            total = self.results[0]['holdout_areas' if held else 'areas']
             if 'pred_cams' not in sample:
                 raise KeyError('CAMMetric needs predictions with pred_cams '
                                '(a CAMClassifier model)')
@@ -108,19 +122,42 @@ class CAMMetric(BaseMetric):
                 pred = np.where(peak > t, cls, 0)
                 total[k] += label_areas(pred, gt, num_classes,
                                         self.ignore_index, name)
-            self.results[0]['num_images'] += 1
+            self.results[0]['num_holdout' if held else 'num_images'] += 1
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Sweep table, best threshold and its per-class IoU."""
+        """Sweep table, chosen threshold and its per-class IoU."""
         areas = np.sum([r['areas'] for r in results], axis=0)
         mious = np.array([np.nanmean(iou_from_areas(a)) for a in areas])
-        best = int(np.nanargmax(mious))
+        num_holdout = sum(r['num_holdout'] for r in results)
         lines = ['bg_threshold  mIoU'] + [
             f'{t:12.2f}  {m * 100:5.2f}'
             for t, m in zip(self.bg_thresholds, mious)
         ]
-        print_log('CAM mIoU per background threshold:\n' + '\n'.join(lines),
-                  logger='current')
+        holdout = {}
+        if num_holdout:
+            held = np.sum([r['holdout_areas'] for r in results], axis=0)
+            held_mious = np.array(
+                [np.nanmean(iou_from_areas(a)) for a in held])
+            best = int(np.nanargmax(held_mious))
+            lines[0] += '  (holdout mIoU)'
+            lines[1:] = [
+                f'{line}  {m * 100:5.2f}'
+                for line, m in zip(lines[1:], held_mious)
+            ]
+            holdout = {
+                'holdout/mIoU': round(float(held_mious[best]) * 100, 2),
+                'num_holdout': num_holdout
+            }
+            choice = (f'chosen on the {num_holdout} held-out images, '
+                      'scored on the other images')
+        else:
+            best = int(np.nanargmax(mious))
+            choice = ('the best of the sweep on the scored images (no '
+                      'held-out image: chosen on the masks it is scored on)')
+        print_log(
+            'CAM mIoU per background threshold:\n' + '\n'.join(lines) +
+            f'\nthreshold {self.bg_thresholds[best]:.2f}: {choice}',
+            logger='current')
         print_iou_table({f'IoU@{self.bg_thresholds[best]:.2f}':
                          iou_from_areas(areas[best])},
                         self.dataset_meta['classes'])
@@ -130,7 +167,8 @@ class CAMMetric(BaseMetric):
         }
         for t, m in zip(self.bg_thresholds, mious):
             metrics[f'mIoU@{t:.2f}'] = round(float(m) * 100, 2)
+        metrics.update(holdout)
         metrics.update(
-            subset_metrics('CAMMetric', sum(r['num_images'] for r in results),
-                           self.dataset_meta))
+            subset_metrics('CAMMetric', num_holdout + sum(
+                r['num_images'] for r in results), self.dataset_meta))
         return metrics

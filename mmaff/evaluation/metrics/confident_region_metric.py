@@ -10,6 +10,7 @@ from mmaff.ops.confident import (confident_region_stats,
                                  summarize_confident_stats)
 from mmaff.registry import METRICS
 from mmaff.utils.io import load_label_png
+from ..functional import sample_id
 
 
 def score_confident_maps(pairs: Sequence[Tuple[str, str]],
@@ -59,7 +60,8 @@ class ConfidentRegionMetric(BaseMetric):
     counts, over the pixels the ground truth does not ignore, the confident
     foreground / background that is right and the unsure pixels
     (:func:`mmaff.ops.confident_region_stats`). A ground-truth id outside
-    the dataset's classes is an error naming the file.
+    the dataset's classes is an error naming the file. Held-out images
+    (samples with ``holdout=True``, see :class:`CAMMetric`) are left out.
 
     Args:
         conf_dir (str): Folder of the maps (``handovers.conf``).
@@ -84,7 +86,9 @@ class ConfidentRegionMetric(BaseMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Record the batch's images (the maps may not exist yet)."""
         for sample in data_samples:
-            img_id = osp.splitext(osp.basename(sample['img_path']))[0]
+            img_id = sample_id(sample)
+            if sample.get('holdout', False):
+                continue  # held out for choosing settings: not scored
             if not sample.get('seg_map_path'):
                 raise KeyError(f'ConfidentRegionMetric: image {img_id} has '
                                'no seg_map_path (a mask to score against)')

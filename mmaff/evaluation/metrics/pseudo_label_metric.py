@@ -5,11 +5,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from mmaff.ops.cam import cams_to_label
 from mmaff.registry import METRICS
 from mmaff.utils.io import load_label_png
-from ..functional import iou_from_areas, label_areas, print_iou_table
+from ..functional import (iou_from_areas, label_areas, print_iou_table,
+                          sample_id)
 from .cam_metric import subset_metrics
 
 
@@ -41,6 +43,10 @@ class PseudoLabelMetric(BaseMetric):
       The hook writes them after the evaluator's ``process`` of the same
       batch, so they are read in ``compute_metrics`` (rank 0, after the
       last iteration's hooks).
+
+    Held-out images (samples with ``holdout=True``: ``holdout_file`` of
+    :class:`mmaff.datasets.VOCImageLabelDataset`, where the CAM threshold
+    and the walk's settings are chosen) are left out of every column.
 
     Args:
         cam_bg_threshold (float, optional): Background score of the 'CAM'
@@ -95,7 +101,10 @@ class PseudoLabelMetric(BaseMetric):
         """Score CAM and the prediction; note the files to read later."""
         num_classes = len(self.dataset_meta['classes'])
         for sample in data_samples:
-            img_id = osp.splitext(osp.basename(sample['img_path']))[0]
+            img_id = sample_id(sample)
+            if sample.get('holdout', False):
+                self.results.append(dict(img_id=img_id, holdout=True))
+                continue
             gt = _gt_of(sample, img_id)
             where = sample.get('seg_map_path') or img_id
             areas = {}
@@ -132,6 +141,8 @@ class PseudoLabelMetric(BaseMetric):
         """Sum the areas (reading the label files), log the IoU table."""
         classes = self.dataset_meta['classes']
         num_classes = len(classes)
+        num_evaluated = len(results)
+        results = [r for r in results if not r.get('holdout')]
         areas = {
             m: np.zeros((4, num_classes), dtype=np.int64)
             for m in self.methods
@@ -150,6 +161,12 @@ class PseudoLabelMetric(BaseMetric):
                     pred, gt, num_classes, self.ignore_index,
                     f'{path} vs {res["gt_path"] or res["img_id"]}')
         ious = {m: iou_from_areas(a) for m, a in areas.items()}
+        if num_evaluated > len(results):
+            print_log(
+                f'PseudoLabelMetric: {len(results)} images scored; '
+                f'{num_evaluated - len(results)} held-out images (where '
+                'settings are chosen) are left out',
+                logger='current')
         print_iou_table(ious, classes)
         metrics = {}
         for name, iou in ious.items():
@@ -157,6 +174,6 @@ class PseudoLabelMetric(BaseMetric):
                 else float('nan')
             metrics[f'{name}/mIoU'] = round(miou * 100, 2)
         metrics.update(
-            subset_metrics('PseudoLabelMetric', len(results),
+            subset_metrics('PseudoLabelMetric', num_evaluated,
                            self.dataset_meta))
         return metrics
