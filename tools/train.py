@@ -6,7 +6,8 @@ import logging
 from mmengine.logging import print_log
 
 import mmaff  # noqa: F401  (applies mmaff.utils.compat before mmseg.models)
-from mmaff.utils.tool_utils import (add_common_args, build_runner,
+from mmaff.utils.tool_utils import (add_common_args, add_random_state_hook,
+                                    build_runner,
                                     finish_distributed, load_tool_config,
                                     parse_common_args)
 
@@ -44,6 +45,7 @@ def main():
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
+    add_random_state_hook(cfg)
     build_runner(cfg).train()
     finish_distributed()
 

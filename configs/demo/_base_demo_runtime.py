@@ -13,6 +13,7 @@ env_cfg = dict(cudnn_benchmark=False)
 # `deterministic=True` changes nothing there, and on CUDA it would stop the
 # demo (torch has no deterministic kernel for the backward of adaptive
 # average pooling or of NLLLoss), so it is left off. A stage resumed after
-# an interruption still differs from an uninterrupted one (the dropout
-# generator's state is not in mmengine's checkpoints).
+# an interruption ends as an uninterrupted one: tools/train.py adds
+# RandomStateHook (the dropout generator's state is not in mmengine's own
+# checkpoint contents).
 randomness = dict(seed=0)

@@ -63,8 +63,8 @@ stages = [
         name='rw_tune',
         script='tools/analysis_tools/diagnose_random_walk.py',
         args=[
-            '{aff_config}', '{handovers.aff_work_dir}', '--split',
-            'ImageSets/Segmentation/holdout.txt', '--walk-only',
+            '{aff_config}', '{handovers.aff_work_dir}', '--held-out',
+            '--walk-only',
             '--tune-on', 'rw_crf', '--alphas', '1,2,3,4', '--betas',
             '8,16', '--steps', '1,2,4,8,16', '--out',
             '{work_dir}/rw_tune.json', '--cfg-options',

@@ -142,6 +142,22 @@ def set_output_dir(cfg: Config, out: str) -> None:
     cfg.test_evaluator['keep_results'] = True
 
 
+def add_random_state_hook(cfg: Config) -> None:
+    """Add :class:`mmaff.engine.hooks.RandomStateHook` to a training's
+    ``custom_hooks`` unless the config has it: an interrupted training then
+    resumes exactly as it would have gone on.
+
+    Args:
+        cfg (Config): A training config (changed in place).
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(
+            isinstance(h, dict) and h.get('type') in (
+                'RandomStateHook', 'mmaff.RandomStateHook') for h in hooks):
+        hooks.append(dict(type='mmaff.RandomStateHook'))
+    cfg.custom_hooks = hooks
+
+
 def build_runner(cfg: Config):
     """Build the default Runner or ``cfg.runner_type`` from the registry.
 

@@ -4,11 +4,13 @@
 Usage::
 
     python tools/analysis_tools/diagnose_random_walk.py AFF_CONFIG AFF_CKPT \\
-        [--split FILE] [--cam-bg-threshold T] [--out diagnosis.json] \\
+        [--split FILE] [--held-out] [--cam-bg-threshold T] \\
+        [--walk-only] [--tune-on rw|rw_crf] [--out diagnosis.json] \\
         [--cfg-options KEY=VALUE ...]
 
 On the images of ``--split`` (an id file relative to the dataset root;
-default: the config's test split), with the CAM files and the trained
+default: the config's test split; with ``--held-out`` only those its
+``holdout_file`` marks), with the CAM files and the trained
 AffinityNet of the config's hand-overs, it measures with the true masks:
 
 * ``cam``: CAM mIoU for each background threshold (the sweep);
@@ -183,6 +185,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='id file relative to the dataset root (default: the config\'s '
         'test split)')
     parser.add_argument(
+        '--held-out',
+        action='store_true',
+        help='only the images the dataset marks as held out (its '
+        'holdout_file): labelled images for choosing settings')
+    parser.add_argument(
         '--cam-bg-threshold',
         type=float,
         help='CAM background threshold of the RW table\'s CAM column '
@@ -235,9 +242,16 @@ def diagnose(args: argparse.Namespace) -> dict:
     dataset = DATASETS.build(ds_cfg)
     classes = dataset.metainfo['classes']
     num_classes = len(classes)
-    total = len(dataset)
+    order = list(range(len(dataset)))
+    if args.held_out:
+        order = [i for i in order if dataset.get_data_info(i).get('holdout')]
+        if not order:
+            raise ValueError(
+                f'--held-out: the test dataset ({ds_cfg.get("ann_file")}) '
+                'marks no held-out image: give it a holdout_file')
     if args.max_images:
-        total = min(total, args.max_images)
+        order = order[:args.max_images]
+    total = len(order)
     conf_pairs = [
         tuple(float(v) for v in p.split(':'))
         for p in args.conf_alphas.split(',') if p
@@ -254,7 +268,7 @@ def diagnose(args: argparse.Namespace) -> dict:
     conf_stats: Dict[str, list] = {f'{a}:{b}': [] for a, b in conf_pairs}
     grid_combos = list(itertools.product(args.alphas, args.betas, args.steps))
     bar = ProgressBar(total)
-    for i in range(total):
+    for i in order:
         data = dataset[i]
         sample = data['data_samples']
         meta = sample.metainfo
@@ -320,7 +334,8 @@ def diagnose(args: argparse.Namespace) -> dict:
     miou = scores.miou()
     results = dict(
         config=args.config,
-        split=ds_cfg.get('ann_file'),
+        split=ds_cfg.get('ann_file') + (' (held-out images)'
+                                        if args.held_out else ''),
         num_images=total,
         walk=walk,
         radius=radius,
