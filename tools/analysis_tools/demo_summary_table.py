@@ -58,7 +58,7 @@ def summary_table(summary: dict) -> str:
     tune = summary.get('rw_tune')
     if tune:
         row('4 the walk\'s settings, chosen on the held-out images (their '
-            'best RW mIoU)', 'held-out train images', 'rw_tune',
+            'best mIoU, in brackets)', 'held-out train images', 'rw_tune',
             f"alpha {tune['alpha']:g}, beta {tune['beta']:g}, "
             f"{tune['steps']} steps ({tune['mIoU']:.2f})")
     for key, stage in (('cam_at_rw', '4 CAM, from the CAM files, as the '
