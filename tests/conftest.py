@@ -36,6 +36,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmaff_testing import run_tool_process
+
 from mmaff.utils.io import save_label_png
 
 #: VOC class names, index = label id (same as mmseg's PascalVOCDataset).
@@ -165,25 +167,7 @@ def tiny_voc(tmp_path) -> TinyVOC:
     return make_tiny_voc(str(tmp_path / 'voc'))
 
 
-def _run_tool(args, cwd, env=None, timeout=600) -> str:
-    """Run ``python ARGS`` (one CPU thread, warnings off) in ``cwd``; assert
-    it succeeds and return its output (stdout + stderr)."""
-    import subprocess
-    import sys
-    full_env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable] + [str(a) for a in args],
-                          cwd=cwd,
-                          env=full_env,
-                          capture_output=True,
-                          text=True,
-                          timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    return out
-
-
 @pytest.fixture
 def run_tool():
     """``run_tool(args, cwd, env=None)``: run a tool like a user would."""
-    return _run_tool
+    return run_tool_process

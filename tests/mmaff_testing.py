@@ -1,5 +1,5 @@
 # Copyright (c) mmaff contributors. All rights reserved.
-"""Helpers shared by the export-hook tests (importable because pytest puts
+"""Helpers shared by the tests (importable because pytest puts
 ``tests/``, the folder of the root ``conftest.py``, on ``sys.path``)."""
 import os
 import os.path as osp
@@ -59,3 +59,21 @@ def load_tool(relpath, name):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def run_tool_process(args, cwd, env=None, timeout=600) -> str:
+    """Run ``python ARGS`` (one CPU thread, warnings off) in ``cwd``; assert
+    it succeeds and return its output (stdout + stderr)."""
+    import subprocess
+    import sys
+    full_env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable] + [str(a) for a in args],
+                          cwd=cwd,
+                          env=full_env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return out

@@ -3,8 +3,8 @@ import os.path as osp
 from typing import List, Optional
 
 from mmaff.registry import DATASETS
-from .base_voc import OwnClassesVOCDataset
 from mmaff.utils.io import read_split
+from .base_voc import OwnClassesVOCDataset
 from .image_labels import labels_from_mask, labels_from_xml, read_label_file
 
 

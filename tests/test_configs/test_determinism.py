@@ -19,7 +19,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmaff_testing import DEMO_CAM
+from mmaff_testing import DEMO_CAM, run_tool_process
 
 from mmaff.utils.compat import load_checkpoint_file
 
@@ -75,13 +75,12 @@ def _differences(first, second):
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
     """Data and the weights of one uninterrupted run."""
-    from conftest import _run_tool
     root = tmp_path_factory.mktemp('determinism')
     data = root / 'data'
     _make_demo_dataset(data)
     ws = root / 'run_a'
     ws.mkdir()
-    return data, _train_cam(ws, data, _run_tool)
+    return data, _train_cam(ws, data, run_tool_process)
 
 
 def test_demo_runtime_is_seeded():

@@ -65,6 +65,16 @@ from mmaff.utils.io import atomic_write, read_rgb
 from mmaff.utils.tool_utils import load_tool_config
 
 
+def _pooled_truth(gt: np.ndarray, num_classes: int,
+                  stride: int) -> torch.Tensor:
+    """The true mask's one-hot (``ignore_index`` pixels in no class) pooled
+    to the stride-s grid by :func:`mmaff.ops.cam.pool_to_grid`: (K, h, w)."""
+    gt = torch.from_numpy(gt.astype(np.int64))
+    onehot = F.one_hot(gt.clamp(0, num_classes), num_classes + 1)
+    onehot = onehot[..., :num_classes].permute(2, 0, 1).float()
+    return pool_to_grid(onehot, stride)
+
+
 def grid_truth(gt: np.ndarray, num_classes: int, stride: int,
                ignore_index: int = 255) -> torch.Tensor:
     """The majority label of each stride x stride cell of a true mask.
@@ -79,10 +89,7 @@ def grid_truth(gt: np.ndarray, num_classes: int, stride: int,
         Tensor: (ceil(H / s), ceil(W / s)) int64; cells without a labelled
         pixel are ``ignore_index``.
     """
-    gt = torch.from_numpy(gt.astype(np.int64))
-    onehot = F.one_hot(gt.clamp(0, num_classes), num_classes + 1)
-    onehot = onehot[..., :num_classes].permute(2, 0, 1).float()
-    pooled = pool_to_grid(onehot, stride)
+    pooled = _pooled_truth(gt, num_classes, stride)
     label = pooled.argmax(0)
     label[pooled.sum(0) == 0] = ignore_index
     return label
@@ -96,10 +103,15 @@ def oracle_affinity(grid: torch.Tensor, radius: int,
     Returns:
         Tensor: (P, h, w) float32, P the pairs of ``radius``.
     """
-    bg, fg, neg = affinity_labels(grid[None], radius, ignore_index)
-    aff = torch.full(bg.shape[1:], 0.5)
-    aff[(bg | fg)[0]] = 1.0
-    aff[neg[0]] = 0.0
+    return _oracle_from_pairs(
+        *(x[0] for x in affinity_labels(grid[None], radius, ignore_index)))
+
+
+def _oracle_from_pairs(bg: torch.Tensor, fg: torch.Tensor,
+                       neg: torch.Tensor) -> torch.Tensor:
+    aff = torch.full(bg.shape, 0.5)
+    aff[bg | fg] = 1.0
+    aff[neg] = 0.0
     return aff
 
 
@@ -108,10 +120,7 @@ def truth_on_grid_ceiling(gt: np.ndarray, num_classes: int,
     """The best label a stride-s score map can give: the true mask's one-hot
     pooled to the grid and upsampled like the walk's scores."""
     h, w = gt.shape
-    onehot = F.one_hot(
-        torch.from_numpy(gt.astype(np.int64)).clamp(0, num_classes),
-        num_classes + 1)[..., :num_classes].permute(2, 0, 1).float()
-    pooled = pool_to_grid(onehot, stride)
+    pooled = _pooled_truth(gt, num_classes, stride)
     gh, gw = pooled.shape[-2:]
     up = F.interpolate(
         pooled[None], size=(gh * stride, gw * stride), mode='bilinear',
@@ -141,9 +150,9 @@ class Scores:
         }
 
 
-def _affinity_counts(aff: torch.Tensor, grid: torch.Tensor, radius: int,
-                     counts: Dict[str, int]) -> None:
-    bg, fg, neg = (x[0] for x in affinity_labels(grid[None], radius))
+def _affinity_counts(aff: torch.Tensor, pairs, counts: Dict[str,
+                                                            int]) -> None:
+    bg, fg, neg = pairs
     high = aff > 0.5
     for name, mask, want in (('fg_pos', fg, True), ('bg_pos', bg, True),
                              ('neg', neg, False)):
@@ -282,17 +291,19 @@ def diagnose(args: argparse.Namespace) -> dict:
         for t in cam_thresholds:
             scores.add(f'cam@{t:.2f}', cams_to_label(cams, labels, t), gt)
         scores.add('cam', cams_to_label(cams, labels, thr), gt)
-        for s in (4, 8):
-            scores.add(f'grid_ceiling@{s}',
-                       truth_on_grid_ceiling(gt, num_classes, s), gt)
-
-        truth8 = grid_truth(gt, num_classes, stride)
-        _affinity_counts(aff, truth8, radius, counts)
-        oracle = {} if args.walk_only else {
-            stride: oracle_affinity(truth8, radius),
-            stride // 2: oracle_affinity(
-                grid_truth(gt, num_classes, stride // 2), radius)
-        }
+        pairs = tuple(x[0] for x in affinity_labels(
+            grid_truth(gt, num_classes, stride)[None], radius))
+        _affinity_counts(aff, pairs, counts)
+        oracle = {}
+        if not args.walk_only:
+            for s in (stride // 2, stride):
+                scores.add(f'grid_ceiling@{s}',
+                           truth_on_grid_ceiling(gt, num_classes, s), gt)
+            oracle = {
+                stride: _oracle_from_pairs(*pairs),
+                stride // 2: oracle_affinity(
+                    grid_truth(gt, num_classes, stride // 2), radius)
+            }
 
         def _label(affinity, s, **kw):
             out = propagate_cams(
@@ -381,8 +392,10 @@ def print_report(res: dict) -> None:
              m.get(f"rw_oracle@{res['stride']}")),
             ('RW, oracle affinities, stride 4',
              m.get(f"rw_oracle@{res['stride'] // 2}")),
-            ('truth pooled to stride 8 and upsampled', m['grid_ceiling@8']),
-            ('truth pooled to stride 4 and upsampled', m['grid_ceiling@4']),
+            ('truth pooled to stride 8 and upsampled',
+             m.get('grid_ceiling@8')),
+            ('truth pooled to stride 4 and upsampled',
+             m.get('grid_ceiling@4')),
             ('best of the sweep: ' + res['best_walk']['setting'],
              res['best_walk']['miou'])]
     for name, value in rows:
