@@ -16,6 +16,8 @@ model = dict(data_preprocessor=dict(size=crop_size))
 # Stage 2 in the same pass: confident regions with the background powers
 # 4 / 24 (the CVPR paper; the authors' released models: 32) and the
 # reference dCRF (mmaff.ops.dense_crf's defaults), in 8 worker processes.
+# (refiner=dict(type='PAR') refines with PAR instead; device='cuda' on a
+# GPU, with num_workers=0.)
 custom_hooks = [
     dict(type='CAMExportHook', out_dir='{handovers.cams}'),
     dict(
@@ -23,6 +25,7 @@ custom_hooks = [
         out_dir='{handovers.conf}',
         alpha_low=4,
         alpha_high=24,
+        refiner=dict(type='DenseCRF'),
         num_workers=8)
 ]
 test_evaluator = [

@@ -3,9 +3,9 @@
 
 The same code as the export path: :class:`CAMClassifier.predict` for the
 CAMs, float16 storage as in the CAM files, :class:`AffinityNet.predict` for
-the walk (with the model's ``test_cfg``) and :func:`mmaff.ops.crf_label`
-for the dCRF. So the labels equal those that ``tools/test.py`` +
-``RandomWalkHook`` write for the same image.
+the walk (with the model's ``test_cfg``) and :func:`mmaff.ops.refine_label`
+with the config's refiner (the dCRF by default). So the labels equal those
+that ``tools/test.py`` + ``RandomWalkHook`` write for the same image.
 """
 import copy
 from typing import Optional, Sequence, Tuple, Union
@@ -17,7 +17,8 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmseg.structures import SegDataSample
 
-from mmaff.ops import crf_label
+from mmaff.models.refiners import BaseRefiner, build_refiner
+from mmaff.ops import refine_label
 from mmaff.registry import MODELS
 from mmaff.utils import register_all_modules
 from mmaff.utils.compat import weights_only_mode
@@ -67,6 +68,24 @@ def init_model(config: Union[str, Config],
             load_checkpoint(model, checkpoint, map_location='cpu')
     model.cfg = cfg
     return model.to(device).eval()
+
+
+def refiner_from_config(cfg: Config) -> BaseRefiner:
+    """The refiner of a stage-4 config: its ``RandomWalkHook``'s.
+
+    Args:
+        cfg (Config): An AffinityNet (stage 3-4) config.
+
+    Returns:
+        BaseRefiner: The hook's ``refiner`` (or deprecated ``crf``); the
+        dense CRF with the reference's values when the config has no
+        ``RandomWalkHook`` or the hook names none.
+    """
+    for hook in cfg.get('custom_hooks', []) or []:
+        if hook.get('type') == 'RandomWalkHook':
+            return build_refiner(
+                hook.get('refiner'), hook.get('crf'), 'RandomWalkHook')
+    return build_refiner(None, None, 'refiner_from_config')
 
 
 def _read_bgr(img: ImageLike) -> Tuple[np.ndarray, str]:
@@ -127,11 +146,13 @@ def inference_cams(model, img: ImageLike,
 
 
 @torch.no_grad()
-def inference_pseudo_label(cam_model,
-                           aff_model,
-                           img: ImageLike,
-                           labels: Optional[Sequence[int]] = None,
-                           crf: Optional[dict] = None) -> dict:
+def inference_pseudo_label(
+        cam_model,
+        aff_model,
+        img: ImageLike,
+        labels: Optional[Sequence[int]] = None,
+        refiner: Union[None, str, dict, BaseRefiner] = None,
+        crf: Optional[dict] = None) -> dict:
     """CAMs and the random-walk pseudo label of one image.
 
     The walk's settings are the AffinityNet model's ``test_cfg``.
@@ -142,13 +163,32 @@ def inference_pseudo_label(cam_model,
         img (str | np.ndarray): Image path or BGR array.
         labels (Sequence[int], optional): Image-level label ids (see
             :func:`inference_cams`).
-        crf (dict, optional): ``dense_crf`` kwargs; given (even empty), the
-            RW + dCRF label is returned too.
+        refiner (str | dict | BaseRefiner, optional): Refine the walked
+            scores into ``rw_crf`` with this refiner: ``'config'`` (the
+            ``RandomWalkHook`` refiner of ``aff_model.cfg``, see
+            :func:`refiner_from_config`: the label then equals the
+            exported file), a config dict (``dict(type='DenseCRF', ...)``,
+            ``dict(type='PAR', ...)``) or a built refiner. None: no refined
+            label.
+        crf (dict, optional): Deprecated: ``dense_crf`` kwargs, the same as
+            ``refiner=dict(type='DenseCRF', **crf)``.
 
     Returns:
         dict: ``cams`` (K, H, W), ``labels``, ``rw`` (H, W) label ids and,
-        with ``crf``, ``rw_crf``.
+        with a refiner, ``rw_crf`` (the refined label; the name is the
+        paper's RW + dCRF, also with another refiner).
     """
+    if isinstance(refiner, str):
+        if refiner != 'config':
+            raise ValueError("inference_pseudo_label: refiner must be "
+                             "'config', a dict, a refiner or None, got "
+                             f'{refiner!r}')
+        if crf is not None:
+            raise ValueError("inference_pseudo_label: refiner='config' and "
+                             'crf=... exclude each other')
+        refiner = refiner_from_config(aff_model.cfg)
+    elif refiner is not None or crf is not None:
+        refiner = build_refiner(refiner, crf, 'inference_pseudo_label')
     image, path = _read_bgr(img)
     cams, labels = inference_cams(cam_model, image, labels)
     data = _prepare(
@@ -159,8 +199,8 @@ def inference_pseudo_label(cam_model,
         cams=cams,
         labels=labels,
         rw=sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8))
-    if crf is not None:
+    if refiner is not None:
         rgb = np.ascontiguousarray(image[:, :, ::-1])
-        out['rw_crf'] = crf_label(rgb, scores, labels,
-                                  **crf).numpy().astype(np.uint8)
+        out['rw_crf'] = refine_label(rgb, scores, labels,
+                                     refiner).numpy().astype(np.uint8)
     return out

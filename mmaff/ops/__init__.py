@@ -7,7 +7,9 @@ from .cam import (aggregate_cams, background_score, cams_to_label,
 from .confident import (confident_region_map, confident_region_stats,
                         fuse_confident_regions, summarize_confident_stats)
 from .crf import dense_crf
-from .propagation import crf_label, propagate_cams, scores_to_label
+from .par import par_affinity, par_offsets, par_refine
+from .propagation import (crf_label, propagate_cams, refine_label,
+                          scores_to_label)
 from .random_walk import random_walk, sparse_transition
 
 __all__ = [
@@ -16,5 +18,6 @@ __all__ = [
     'affinity_labels', 'random_walk', 'sparse_transition', 'dense_crf',
     'pool_to_grid', 'fuse_confident_regions', 'confident_region_map',
     'confident_region_stats', 'summarize_confident_stats', 'propagate_cams',
-    'scores_to_label', 'crf_label'
+    'scores_to_label', 'crf_label', 'refine_label', 'par_offsets',
+    'par_affinity', 'par_refine'
 ]

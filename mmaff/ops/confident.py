@@ -6,8 +6,10 @@ scores are formed, ``(1 - max_c CAM_c) ** alpha`` with a small
 ``alpha_low`` (4: a large background score, foreground survives only where
 the CAM is confident) and a large ``alpha_high`` (24: a small background
 score, background survives only where it is confident). Each
-``[bg, CAMs]`` stack is refined by the dense CRF, both refined stacks are
-average-pooled to the feature stride (8) and fused:
+``[bg, CAMs]`` stack is refined by the dense CRF (or another label
+refiner: any callable ``(image, scores) -> refined scores``, such as
+:class:`mmaff.models.DenseCRF` or :class:`mmaff.models.PAR`), both refined
+stacks are average-pooled to the feature stride (8) and fused:
 
 * start from the low-alpha argmax (channel -> label id);
 * where the low-alpha argmax is background, write ``ignore_index`` (255,
@@ -18,7 +20,7 @@ average-pooled to the feature stride (8) and fused:
 A pixel is thus confident foreground of class c when even the amplified
 background loses to c and the weak background does not win either.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -132,15 +134,16 @@ def confident_region_map(image: np.ndarray,
                          alpha_low: float = 4,
                          alpha_high: float = 24,
                          stride: int = 8,
-                         crf: Optional[dict] = None) -> np.ndarray:
+                         crf: Optional[dict] = None,
+                         refiner: Optional[Callable] = None) -> np.ndarray:
     """Confident-region map of one image from its normalised CAMs.
 
     ``bg = (1 - max_c CAM_c) ** alpha`` for both alphas
     (:func:`mmaff.ops.cam.background_score`), ``[bg, CAMs]`` refined by
-    :func:`mmaff.ops.crf.dense_crf`, fused on the stride grid by
-    :func:`fuse_confident_regions` and brought back to the image size by
-    nearest upsampling (each grid cell fills its stride x stride block)
-    and cropping.
+    ``refiner`` (default: :func:`mmaff.ops.crf.dense_crf`), fused on the
+    stride grid by :func:`fuse_confident_regions` and brought back to the
+    image size by nearest upsampling (each grid cell fills its stride x
+    stride block) and cropping.
 
     Args:
         image (np.ndarray): (H, W, 3) uint8 RGB image.
@@ -154,6 +157,11 @@ def confident_region_map(image: np.ndarray,
         stride (int): Feature stride of the fusion grid. Defaults to 8.
         crf (dict, optional): Keyword arguments for
             :func:`mmaff.ops.crf.dense_crf` (None: its reference defaults).
+            Only without ``refiner``.
+        refiner (Callable, optional): ``refiner(image, scores)`` with
+            ``scores`` the (K+1, H, W) float32 ``[bg, CAMs]`` stack, returning
+            (K+1, H, W) refined scores (e.g. a :class:`mmaff.models.PAR`).
+            None: the dense CRF with ``crf``.
 
     Returns:
         np.ndarray: (H, W) uint8: 0 confident background, a label id
@@ -181,17 +189,33 @@ def confident_region_map(image: np.ndarray,
         if not alpha > 0:
             raise ValueError(f'{name} must be positive, got {alpha}')
     stride = _check_stride(stride)
+    if refiner is not None and crf:
+        raise ValueError('confident_region_map: give either crf (dense CRF '
+                         'options) or a refiner, not both')
+    if refiner is not None and not callable(refiner):
+        raise TypeError('confident_region_map: refiner must be callable '
+                        f'(image, scores), got {type(refiner).__name__}')
     height, width = image.shape[:2]
     if len(ids) == 0:
         return np.zeros((height, width), dtype=np.uint8)
 
-    crf_cfg = dict(crf or {})
+    if refiner is None:
+        crf_cfg = dict(crf or {})
+
+        def refiner(img, stack):
+            return dense_crf(img, stack, **crf_cfg)
+
     cams_t = torch.from_numpy(np.ascontiguousarray(cams))
     refined = []
     for alpha in (alpha_low, alpha_high):
         bg = background_score(cams_t, alpha)
         stack = torch.cat([bg, cams_t.clamp(0, 1)]).numpy()
-        refined.append(dense_crf(image, stack, **crf_cfg))
+        out = refiner(image, stack)
+        if tuple(out.shape) != stack.shape:
+            raise ValueError(f'confident_region_map: the refiner returned '
+                             f'shape {tuple(out.shape)} for scores of shape '
+                             f'{stack.shape}')
+        refined.append(out)
     grid = fuse_confident_regions(refined[0], refined[1], ids, stride=stride)
     full = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)
     return np.ascontiguousarray(full[:height, :width])

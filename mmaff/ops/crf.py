@@ -6,16 +6,42 @@ confident regions) and stage 4 (the optional CAM + RW + dCRF step). Wraps
 ``pydensecrf`` (pip package ``pydensecrf2``): a Gaussian smoothness kernel
 and a bilateral appearance kernel with Potts compatibilities, mean-field
 inference on the original uint8 RGB image.
+
+``pydensecrf`` is imported when the CRF first runs
+(:func:`require_pydensecrf`), so everything else in mmaff works without it;
+where it cannot be installed, the pixel-adaptive refiner
+(``refiner=dict(type='PAR')``, plain PyTorch) replaces the CRF.
 """
 import inspect
 from typing import Optional, Union
 
 import numpy as np
-import pydensecrf.densecrf as dcrf
 import torch
 
 #: Lower clip applied to the probabilities before the log (the reference's).
 PROB_CLIP = 1e-5
+
+
+def require_pydensecrf():
+    """Import ``pydensecrf.densecrf``, with an error that says what to do.
+
+    Returns:
+        module: ``pydensecrf.densecrf``.
+
+    Raises:
+        ImportError: ``pydensecrf`` cannot be imported; the message names
+            the package to install and the PAR refiner as the alternative.
+    """
+    try:
+        import pydensecrf.densecrf as dcrf
+    except ImportError as err:
+        raise ImportError(
+            'the dense CRF needs pydensecrf, which cannot be imported '
+            f'({type(err).__name__}: {err}). Install it (pip install '
+            "pydensecrf2), or refine with the pixel-adaptive refiner, "
+            "which needs nothing beyond PyTorch: refiner=dict(type='PAR') "
+            'in the hook / API instead of the DenseCRF') from err
+    return dcrf
 
 
 def crf_options(crf: Optional[dict], owner: str) -> dict:
@@ -97,6 +123,10 @@ def dense_crf(image: np.ndarray,
     Returns:
         np.ndarray: (K, H, W) float32 marginals, summing to 1 over K at
         each pixel.
+
+    Raises:
+        ImportError: ``pydensecrf`` is missing (see
+            :func:`require_pydensecrf`).
     """
     if not isinstance(image, np.ndarray):
         raise TypeError('dense_crf: image must be a numpy array, got '
@@ -126,6 +156,7 @@ def dense_crf(image: np.ndarray,
         raise ValueError('dense_crf: iterations must be a non-negative '
                          f'integer, got {iterations}')
 
+    dcrf = require_pydensecrf()
     unary = -np.log(np.clip(probs, PROB_CLIP, 1.0))
     unary = np.ascontiguousarray(
         unary.reshape(num_labels, -1), dtype=np.float32)

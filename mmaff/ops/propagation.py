@@ -18,7 +18,7 @@ The argmax and the mapping of channels to label ids is
 :func:`scores_to_label`.
 """
 import numbers
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torch import Tensor
 from .cam import background_score, pool_to_grid, scores_to_label
 from .random_walk import random_walk
 
-__all__ = ['propagate_cams', 'scores_to_label']
+__all__ = ['propagate_cams', 'scores_to_label', 'refine_label', 'crf_label']
 
 
 def _as_tensor(x: Union[Tensor, np.ndarray], name: str) -> Tensor:
@@ -122,12 +122,38 @@ def propagate_cams(cams: Union[Tensor, np.ndarray],
     return up[0, :, :height, :width]
 
 
+def refine_label(image: np.ndarray, scores: Tensor,
+                 label_ids: Sequence[int], refiner: Callable) -> Tensor:
+    """Refine propagated scores into a label (the paper's RW + dCRF step).
+
+    The scores are normalised to sum 1 per pixel, refined by ``refiner`` on
+    the image and turned into label ids by their argmax.
+
+    Args:
+        image (np.ndarray): (H, W, 3) uint8 RGB.
+        scores (Tensor): (K + 1, H, W) non-negative scores, background first.
+        label_ids (Sequence[int]): The label id of channels 1..K.
+        refiner (Callable): ``refiner(image, probs)`` with ``probs`` a
+            (K + 1, H, W) float32 CPU tensor, returning refined (K + 1, H, W)
+            scores (array or tensor), e.g. :class:`mmaff.models.DenseCRF`
+            or :class:`mmaff.models.PAR`.
+
+    Returns:
+        Tensor: (H, W) int64 label ids.
+    """
+    probs = torch.as_tensor(scores).detach().float().cpu()
+    probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-30)
+    refined = torch.as_tensor(refiner(image, probs)).detach().cpu()
+    if tuple(refined.shape) != tuple(probs.shape):
+        raise ValueError(f'refine_label: the refiner returned shape '
+                         f'{tuple(refined.shape)} for scores of shape '
+                         f'{tuple(probs.shape)}')
+    return scores_to_label(refined, label_ids)
+
+
 def crf_label(image: np.ndarray, scores: Tensor, label_ids: Sequence[int],
               **crf) -> Tensor:
-    """Refine propagated scores with the dense CRF (the paper's RW + dCRF).
-
-    The scores are normalised to sum 1 per pixel, refined by
-    :func:`mmaff.ops.dense_crf` on the image and turned into label ids.
+    """:func:`refine_label` with the dense CRF (:func:`mmaff.ops.dense_crf`).
 
     Args:
         image (np.ndarray): (H, W, 3) uint8 RGB.
@@ -138,8 +164,9 @@ def crf_label(image: np.ndarray, scores: Tensor, label_ids: Sequence[int],
     Returns:
         Tensor: (H, W) int64 label ids.
     """
-    from .crf import dense_crf
-    probs = torch.as_tensor(scores).detach().float().cpu()
-    probs = probs / probs.sum(0, keepdim=True).clamp_min(1e-30)
-    marginals = dense_crf(image, probs, **crf)
-    return scores_to_label(torch.from_numpy(marginals), label_ids)
+    from . import crf as crf_module  # looked up at call time (tests patch)
+
+    def refiner(img, probs):
+        return torch.from_numpy(crf_module.dense_crf(img, probs, **crf))
+
+    return refine_label(image, scores, label_ids, refiner)

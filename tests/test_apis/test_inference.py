@@ -80,12 +80,24 @@ def test_api_matches_export_path(exported):
         assert lab == ref_lab.tolist()
         # equal up to one float16 step (thread counts change fp32 sums)
         np.testing.assert_allclose(cams, ref, rtol=0, atol=1e-3)
+        # the config's refiner (the demo's dCRF, bilateral sxy 20), by
+        # name and given explicitly
         out = inference_pseudo_label(
-            cam_model, aff_model, img, labels, crf=dict(bilateral_sxy=20))
+            cam_model, aff_model, img, labels, refiner='config')
         rw = np.array(Image.open(root / 'pseudo_rw' / f'{i}.png'))
         rw_crf = np.array(Image.open(root / 'pseudo_rw_crf' / f'{i}.png'))
         np.testing.assert_array_equal(out['rw'], rw)
         np.testing.assert_array_equal(out['rw_crf'], rw_crf)
+        same = inference_pseudo_label(
+            cam_model, aff_model, img, labels,
+            refiner=dict(type='DenseCRF', bilateral_sxy=20))
+        np.testing.assert_array_equal(same['rw_crf'], rw_crf)
+        assert 'rw_crf' not in inference_pseudo_label(
+            cam_model, aff_model, img, labels)
+        par = inference_pseudo_label(
+            cam_model, aff_model, img, labels, refiner=dict(type='PAR'))
+        np.testing.assert_array_equal(par['rw'], rw)
+        assert par['rw_crf'].shape == rw_crf.shape
 
 
 def test_published_model_loads_weights_only_and_training_ckpt_does_not(

@@ -120,7 +120,7 @@ def walked(tiny_voc, tmp_path):
 
 
 def make_hook(ex, **kw):
-    kw.setdefault('crf', CRF)
+    kw.setdefault('refiner', dict(type='DenseCRF', **CRF))
     return RandomWalkHook(out_dir=ex.rw_dir, crf_out_dir=ex.crf_dir, **kw)
 
 
@@ -410,7 +410,7 @@ def test_workers_give_the_same_bytes_as_inline(walked, tmp_path):
         hook = RandomWalkHook(
             out_dir=str(tmp_path / folder / 'rw'),
             crf_out_dir=str(tmp_path / folder / 'crf'),
-            crf=CRF,
+            refiner=dict(type='DenseCRF', **CRF),
             **kw)
         seen = {}
 

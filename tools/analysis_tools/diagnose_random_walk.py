@@ -21,15 +21,18 @@ AffinityNet of the config's hand-overs, it measures with the true masks:
   (same class vs different; a pair counts as "affine" when a_ij > 0.5):
   recall of same-class foreground pairs, of background pairs, of
   different-label pairs (a_ij <= 0.5), and the precision of a_ij > 0.5;
-* ``walk``: RW mIoU (and with ``--tune-on rw_crf`` RW + dCRF mIoU) over a
+* ``walk``: RW mIoU (and with ``--tune-on rw_crf`` the mIoU of RW + the
+  config's refiner, the dCRF or PAR of its ``RandomWalkHook``) over a
   grid of (alpha, beta, steps) with the learnt affinities, and with oracle
   affinities derived from the true masks (1 for same-label pairs, 0 for
   different ones, 0.5 where the mask is unsure) on the stride-8 grid and on
   a stride-4 grid (radius as the head's), same CAMs and settings;
 * ``crf``: RW + dCRF mIoU (the walk at the config's settings) for several
-  bilateral ``sxy`` (the reference 80 is for ~500 px photos);
+  bilateral ``sxy`` (the reference 80 is for ~500 px photos), when the
+  config's refiner is the dense CRF;
 * ``confident``: confident-region precision/recall/unsure for several
-  background powers (alpha_low, alpha_high).
+  background powers (alpha_low, alpha_high), refined by the config's
+  refiner.
 
 Everything is printed as tables and written to ``--out`` (JSON). Choose
 hyper-parameters with it only on images whose masks the reported tables do
@@ -51,15 +54,15 @@ from mmengine.dataset import pseudo_collate
 from mmengine.utils import ProgressBar
 
 import mmaff  # noqa: F401
-from mmaff.apis import init_model
+from mmaff.apis import init_model, refiner_from_config
 from mmaff.evaluation.functional import iou_from_areas, label_areas
 from mmaff.ops import propagate_cams, scores_to_label
 from mmaff.ops.affinity import affinity_labels
 from mmaff.ops.cam import cams_to_label, pool_to_grid
 from mmaff.ops.confident import (confident_region_map, confident_region_stats,
                                  summarize_confident_stats)
-from mmaff.ops.crf import crf_options
-from mmaff.ops.propagation import crf_label
+from mmaff.models.refiners import DenseCRF
+from mmaff.ops.propagation import refine_label
 from mmaff.registry import DATASETS
 from mmaff.utils.io import atomic_write, read_rgb
 from mmaff.utils.tool_utils import load_tool_config
@@ -217,7 +220,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         choices=['rw', 'rw_crf'],
         default='rw',
         help='the label whose mIoU chooses the best walk setting: the walk '
-        "alone, or the walk + the config's dCRF (the pseudo labels)")
+        "alone, or the walk + the config's refiner (the pseudo labels)")
     parser.add_argument('--max-images', type=int, default=0)
     parser.add_argument(
         '--walk-only',
@@ -241,10 +244,7 @@ def diagnose(args: argparse.Namespace) -> dict:
     thr = args.cam_bg_threshold
     if thr is None:
         thr = float(cfg.handovers.cam_bg_threshold)
-    crf_base = {}
-    for hook in cfg.get('custom_hooks', []) or []:
-        if hook.get('type') == 'RandomWalkHook':
-            crf_base = crf_options(hook.get('crf'), 'RandomWalkHook')
+    refiner = refiner_from_config(cfg)
     ds_cfg = cfg.test_dataloader.dataset.copy()
     if args.split:
         ds_cfg['ann_file'] = args.split
@@ -326,18 +326,19 @@ def diagnose(args: argparse.Namespace) -> dict:
             if args.tune_on == 'rw_crf':
                 scores.add(
                     f'rw_crf/{name}',
-                    crf_label(image, walked, labels, **crf_base).numpy(), gt)
+                    refine_label(image, walked, labels, refiner).numpy(), gt)
         if args.walk_only:
             bar.update()
             continue
 
-        for sxy in args.crf_sxy:
-            crf = dict(crf_base, bilateral_sxy=sxy)
+        for sxy in args.crf_sxy if isinstance(refiner, DenseCRF) else []:
+            crf = DenseCRF(**dict(refiner.options, bilateral_sxy=sxy))
             scores.add(f'rw_crf/sxy={sxy:g}',
-                       crf_label(image, rw_scores, labels, **crf).numpy(), gt)
+                       refine_label(image, rw_scores, labels, crf).numpy(),
+                       gt)
         for a, b in conf_pairs:
             conf = confident_region_map(
-                image, cams, labels, a, b, stride=stride, crf=crf_base)
+                image, cams, labels, a, b, stride=stride, refiner=refiner)
             conf_stats[f'{a}:{b}'].append(confident_region_stats(conf, gt))
         bar.update()
     sys.stdout.write('\n')
@@ -352,7 +353,7 @@ def diagnose(args: argparse.Namespace) -> dict:
         radius=radius,
         stride=stride,
         cam_bg_threshold=thr,
-        crf=crf_base,
+        refiner=dict(type=type(refiner).__name__, **refiner.options),
         miou=miou,
         affinity=dict(
             fg_pos_recall=_ratio(counts['fg_pos_right'],
@@ -429,9 +430,14 @@ def print_report(res: dict) -> None:
               ' | '.join(f'{v:.1f}' for v in vals) + ' |')
     if not res['confident']:
         return
-    print('\n| dCRF bilateral sxy | RW+dCRF mIoU |\n| --- | --- |')
-    for k in sorted((k for k in m if k.startswith('rw_crf/sxy=')),
-                    key=lambda k: -float(k.split('=')[1])):
+    sxy_keys = sorted((k for k in m if k.startswith('rw_crf/sxy=')),
+                      key=lambda k: -float(k.split('=')[1]))
+    if sxy_keys:
+        print('\n| dCRF bilateral sxy | RW+dCRF mIoU |\n| --- | --- |')
+    else:
+        print('\n(no dCRF sxy sweep: the refiner is '
+              f"{res['refiner']['type']})")
+    for k in sxy_keys:
         print(f"| {k.split('=')[1]} | {m[k]:.2f} |")
     print('\n| alpha_low:alpha_high | fg prec | bg prec | fg recall | '
           'bg recall | unsure |\n| --- | --- | --- | --- | --- | --- |')

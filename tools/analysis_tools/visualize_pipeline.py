@@ -31,7 +31,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 import mmaff  # noqa: F401
-from mmaff.apis import inference_pseudo_label, init_model
+from mmaff.apis import inference_pseudo_label, init_model, refiner_from_config
 from mmaff.evaluation.functional import iou_from_areas, label_areas
 from mmaff.ops.cam import cams_to_label
 from mmaff.registry import DATASETS
@@ -93,15 +93,6 @@ def split_name(ds_cfg) -> str:
     'val' when it has none."""
     ann_file = ds_cfg.get('ann_file') or ''
     return osp.splitext(osp.basename(ann_file))[0] or 'val'
-
-
-def _crf_settings(aff_cfg) -> dict:
-    """The dCRF settings of the config's RandomWalkHook (the walk's are
-    the model's test_cfg)."""
-    for hook in aff_cfg.get('custom_hooks', []) or []:
-        if hook.get('type') == 'RandomWalkHook':
-            return dict(hook.get('crf') or {})
-    return {}
 
 
 def _tile(img, scale):
@@ -245,14 +236,17 @@ def main():
     dataset = DATASETS.build(ds_cfg)
     num_classes = len(dataset.metainfo['classes'])
     ignore_index = getattr(dataset, 'ignore_index', 255)
-    crf = _crf_settings(aff_model.cfg)
+    # the refiner of the config's RandomWalkHook (the walk's settings are
+    # the model's test_cfg)
+    refiner = refiner_from_config(aff_model.cfg)
     palette = voc_palette()
     rows, captions = [], []
     for i in range(min(args.num, len(dataset))):
         info = dataset.get_data_info(i)
         image = cv2.imread(info['img_path'])
         out = inference_pseudo_label(
-            cam_model, aff_model, image, list(info['img_labels']), crf=crf)
+            cam_model, aff_model, image, list(info['img_labels']),
+            refiner=refiner)
         cam = out['cams'].max(0) if len(out['cams']) else np.zeros(
             image.shape[:2], np.float32)
         heat = cv2.applyColorMap((cam * 255).astype(np.uint8),

@@ -49,5 +49,8 @@ custom_hooks = [
         type='RandomWalkHook',
         out_dir='{handovers.pseudo_rw}',
         crf_out_dir='{handovers.pseudo_rw_crf}',
+        # the paper's dCRF at the reference values; dict(type='PAR') for
+        # the pixel-adaptive refiner (mmaff.models.refiners)
+        refiner=dict(type='DenseCRF'),
         num_workers=2)  # the dCRF runs in worker processes
 ]
