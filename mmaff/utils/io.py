@@ -1,9 +1,18 @@
 # Copyright (c) mmaff contributors. All rights reserved.
 """File formats between the stages, written atomically and read with checks.
 
-* CAM file ``<id>.npz``: ``cams`` float16 (K, H, W) normalised CAMs of the
-  image's present classes at full image resolution, ``labels`` int (K,) their
-  label ids (1..C), ``img_shape`` (H, W). Readable with plain numpy.
+* CAM file ``<id>.npz``: the normalised CAMs (K, H, W) of the image's
+  present classes at full image resolution, ``labels`` int (K,) their label
+  ids (1..C), ``img_shape`` (H, W). The CAMs are stored in one of two
+  encodings (:func:`save_cam_file`'s ``dtype``), both read by
+  :func:`load_cam_file`:
+
+  - ``cams``: float16 (the default; ~480 KiB a class for 640 x 480);
+  - ``cams_u8_delta``: the CAMs quantised to uint8 (``round(255 * cam)``,
+    error <= 1/510) and delta-coded along both image axes (modulo 256) before
+    the zip compression; smooth maps then compress ~9x better than float16
+    (for COCO-sized sets). Decoded with plain numpy as
+    ``np.cumsum(np.cumsum(d, 1, dtype=np.uint8), 2, dtype=np.uint8) / 255``.
 * Label map ``<id>.png``: single-channel P-mode PNG of label ids with the VOC
   palette, 255 = ignore (confident-region maps and pseudo labels).
 
@@ -288,15 +297,23 @@ def load_label_png(path: str,
     return label
 
 
-def save_cam_file(path: str, cams: np.ndarray,
-                  labels: Sequence[int]) -> None:
-    """Save normalised CAMs of the present classes (float16), atomically.
+def save_cam_file(path: str,
+                  cams: np.ndarray,
+                  labels: Sequence[int],
+                  dtype: str = 'float16') -> None:
+    """Save normalised CAMs of the present classes, atomically.
 
     Args:
         path (str): Output ``.npz`` path.
         cams (np.ndarray): (K, H, W) values in [0, 1].
         labels (Sequence[int]): Label id of each channel (K,).
+        dtype (str): ``'float16'`` (key ``cams``) or ``'uint8'`` (key
+            ``cams_u8_delta``: quantised to 1/255 and delta-coded, see the
+            module doc). Defaults to ``'float16'``.
     """
+    if dtype not in CAM_DTYPES:
+        raise ValueError(f'{path}: CAM dtype must be one of {CAM_DTYPES}, '
+                         f'got {dtype!r}')
     cams = np.asarray(cams, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if cams.ndim != 3 or cams.shape[0] != labels.shape[0]:
@@ -310,16 +327,54 @@ def save_cam_file(path: str, cams: np.ndarray,
                          f'{cams.max():.4g}]; normalised CAMs lie in [0, 1]')
     if len(set(labels.tolist())) != labels.shape[0]:
         raise ValueError(f'{path}: a class is listed twice in {labels}')
+    if dtype == 'uint8':
+        stored = dict(cams_u8_delta=encode_cams_u8(cams))
+    else:
+        stored = dict(cams=cams.astype(np.float16))
 
     def _write(tmp):
         with open(tmp, 'wb') as f:
             np.savez_compressed(
                 f,
-                cams=cams.astype(np.float16),
+                **stored,
                 labels=labels.astype(np.int16),
                 img_shape=np.asarray(cams.shape[1:], dtype=np.int32))
 
     atomic_write(path, _write)
+
+
+#: The encodings of CAM files (:func:`save_cam_file`'s ``dtype``).
+CAM_DTYPES = ('float16', 'uint8')
+
+
+def encode_cams_u8(cams: np.ndarray) -> np.ndarray:
+    """Quantise CAMs in [0, 1] to uint8 and delta-code them (the
+    ``cams_u8_delta`` encoding; :func:`decode_cams_u8` inverts it).
+
+    Args:
+        cams (np.ndarray): (K, H, W) values in [0, 1].
+
+    Returns:
+        np.ndarray: (K, H, W) uint8: the differences (modulo 256) of
+        ``round(255 * cams)`` to the left, then to the upper neighbour.
+    """
+    q = np.round(np.clip(cams, 0, 1) * 255).astype(np.uint8)
+    q = np.diff(q, axis=2, prepend=np.zeros_like(q[:, :, :1]))
+    return np.diff(q, axis=1, prepend=np.zeros_like(q[:, :1, :]))
+
+
+def decode_cams_u8(delta: np.ndarray) -> np.ndarray:
+    """Invert :func:`encode_cams_u8`.
+
+    Args:
+        delta (np.ndarray): (K, H, W) uint8 as stored.
+
+    Returns:
+        np.ndarray: (K, H, W) float32 in [0, 1], multiples of 1/255.
+    """
+    q = np.cumsum(delta, axis=1, dtype=np.uint8)
+    q = np.cumsum(q, axis=2, dtype=np.uint8)
+    return q.astype(np.float32) / 255
 
 
 #: Largest excursion of a stored CAM value beyond [0, 1] that is taken for
@@ -354,16 +409,26 @@ def load_cam_file(
             raise ValueError('not an .npz archive of named arrays')
         with data:
             files = set(data.files)
-            if {'cams', 'labels'} <= files:
-                cams = data['cams'].astype(np.float32)
+            key = 'cams' if 'cams' in files else 'cams_u8_delta'
+            if {key, 'labels'} <= files:
+                if key == 'cams':
+                    cams = data['cams'].astype(np.float32)
+                else:
+                    delta = data[key]
+                    if delta.dtype != np.uint8 or delta.ndim != 3:
+                        raise ValueError(
+                            f'{key} must be a 3-D uint8 array, got '
+                            f'{delta.dtype} of shape {delta.shape}')
+                    cams = decode_cams_u8(delta)
                 labels = data['labels'].astype(np.int64).reshape(-1)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError,
             io.UnsupportedOperation, KeyError, zlib.error) as err:
         raise ValueError(f'{path}: corrupt CAM file ({err})') from err
-    missing = {'cams', 'labels'} - files
+    missing = {key, 'labels'} - files
     if missing:
         raise ValueError(f'{path}: not a CAM file, missing keys '
-                         f'{sorted(missing)}')
+                         f'{sorted(missing)} (CAMs are stored as `cams` or '
+                         '`cams_u8_delta`)')
     if cams.ndim != 3 or cams.shape[0] != labels.shape[0]:
         raise ValueError(f'{path}: cams {cams.shape} do not match '
                          f'{labels.shape[0]} labels')

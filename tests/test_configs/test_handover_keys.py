@@ -11,8 +11,10 @@ CONFIGS = sorted(
     glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True) +
     glob.glob(osp.join(REPO, 'projects', '*', 'configs', '**', '*.py'),
               recursive=True))
-#: Top-level keys that may hold a folder: the roots everything hangs off.
-ROOT_KEYS = {'handover_root', 'work_dir'}
+#: Top-level keys that may hold a folder: the roots everything hangs off
+#: (the COCO project's base names its stage configs' handover_root
+#: ``coco_handover_root``: two bases may not define the same key).
+ROOT_KEYS = {'handover_root', 'work_dir', 'coco_handover_root'}
 
 
 def _strings(path):

@@ -54,6 +54,11 @@ SEG_PIPELINES = {
     'seg_deeplabv3plus_r101',
 }
 DEMO_PIPELINE = 'configs/demo/pipeline_affinitynet_r18-d8_demo.py'
+#: Pipeline configs run by a test elsewhere: path -> that test's node id.
+OTHER_PIPELINES = {
+    'projects/coco2014/configs/pipeline_affinitynet_resnet38d_coco2014.py': 'projects/coco2014/tests/test_coco_configs.py::test_coco_pipeline_runs_every_stage',  # noqa: E501
+    'configs/demo/pipeline_affinitynet_r18-d8_demo_par.py': 'tests/test_configs/test_run_par_pipeline.py::test_demo_par_pipeline_smoke',  # noqa: E501
+}
 
 
 def _load_tool(name, path):
@@ -117,7 +122,12 @@ def test_every_config_is_run():
         f'configs that no test runs: {missing}; add them to a pipeline '
         'config or to STANDALONE in this module')
     # every pipeline is run by a test of this module
-    assert set(pipelines) == {VOC_PIPELINE, DEMO_PIPELINE} | set(SEG_PIPELINES)
+    assert set(pipelines) == ({VOC_PIPELINE, DEMO_PIPELINE}
+                              | set(SEG_PIPELINES) | set(OTHER_PIPELINES))
+    for path, node in OTHER_PIPELINES.items():
+        test_file, name = node.split('::')
+        with open(osp.join(REPO, test_file)) as f:
+            assert f'def {name}(' in f.read(), (path, node)
 
 
 def _run(args, cwd, env=None, timeout=3600):

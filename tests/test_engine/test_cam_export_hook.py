@@ -137,3 +137,22 @@ def test_stale_temp_files_are_removed_at_the_start(tmp_path, logs):
     stale.write_bytes(b'partial')
     run_hook(hook, [fake_sample('a', (1, 4), 0)])
     assert os.listdir(out) == ['a.npz']
+
+
+def test_uint8_files(tmp_path):
+    """dtype='uint8' writes the quantised encoding, which reads back within
+    half a quantisation step; other dtypes are refused."""
+    out = str(tmp_path / 'cams')
+    samples = [
+        fake_sample(i, lab, k) for k, (i, lab) in enumerate(IMAGES.items())
+    ]
+    run_hook(CAMExportHook(out, dtype='uint8'), samples)
+    for sample, (img_id, labels) in zip(samples, IMAGES.items()):
+        path = osp.join(out, img_id + '.npz')
+        with np.load(path) as data:
+            assert 'cams_u8_delta' in data.files and 'cams' not in data.files
+        cams, _ = load_cam_file(path, SHAPE, labels)
+        expected = sample.pred_cams.data[[c - 1 for c in labels]].numpy()
+        np.testing.assert_allclose(cams, expected, atol=0.5 / 255 + 1e-6)
+    with pytest.raises(ValueError, match='dtype'):
+        CAMExportHook(out, dtype='float32')

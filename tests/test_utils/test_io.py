@@ -411,3 +411,107 @@ def test_a_killed_but_unreaped_writer_counts_as_gone():
         time.sleep(0.05)  # exited but not reaped: a zombie
     assert not mio._alive(proc.pid)
     proc.wait()
+
+
+# ------------------------------------------------ CAM files: uint8 encoding
+
+
+def _smooth_cams(k, h, w, seed=0):
+    """CAM-like maps: coarse random fields, bilinearly upsampled (as the
+    CAM op upsamples its stride-8 maps), ReLU, each divided by its max."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(k):
+        low = rng.normal(size=(h // 8, w // 8)).astype(np.float32)
+        up = np.maximum(cv2.resize(low, (w, h), cv2.INTER_LINEAR), 0)
+        out.append(up / up.max())
+    return np.stack(out)
+
+
+def test_cam_file_uint8_round_trip(tmp_path):
+    cams = _smooth_cams(3, 48, 64)
+    cams[0, :5, :7] = 0.0
+    cams[1, 10, 20] = 1.0
+    path = str(tmp_path / 'q.npz')
+    save_cam_file(path, cams, [2, 7, 80], dtype='uint8')
+    out, labels = load_cam_file(
+        path, expected_shape=(48, 64), image_labels=[80, 2, 7])
+    assert out.dtype == np.float32 and labels.tolist() == [2, 7, 80]
+    # quantised to the nearest multiple of 1/255
+    np.testing.assert_array_equal(out, np.round(cams * 255) / 255)
+    assert np.abs(out - cams).max() <= 0.5 / 255 + 1e-7
+    assert out[0, :5, :7].max() == 0.0 and out[1, 10, 20] == 1.0
+    # stored under its own key, delta-coded; the module doc's numpy recipe
+    with np.load(path) as data:
+        assert 'cams' not in data.files
+        delta = data['cams_u8_delta']
+        assert delta.dtype == np.uint8 and delta.shape == (3, 48, 64)
+        # not the quantised values themselves (those are decoded)
+        assert not np.array_equal(delta, np.round(cams * 255))
+        plain = np.cumsum(
+            np.cumsum(delta, 1, dtype=np.uint8), 2, dtype=np.uint8) / 255
+        np.testing.assert_allclose(plain, out, atol=1e-7)
+        assert data['img_shape'].tolist() == [48, 64]
+
+
+def test_cam_file_uint8_random_values_and_wrap_around(tmp_path):
+    # noisy maps make the differences wrap modulo 256 in both directions
+    cams = np.random.default_rng(3).random((2, 9, 11)).astype(np.float32)
+    cams[:, ::2] = 1.0
+    cams[:, 1::2] = 0.0 + cams[:, 1::2] * 0.01
+    path = str(tmp_path / 'w.npz')
+    save_cam_file(path, cams, [1, 2], dtype='uint8')
+    out, _ = load_cam_file(path)
+    np.testing.assert_array_equal(out, np.round(cams * 255) / 255)
+    save_cam_file(str(tmp_path / 'e.npz'), np.zeros((0, 4, 5)), [],
+                  dtype='uint8')
+    out, labels = load_cam_file(str(tmp_path / 'e.npz'), (4, 5), [])
+    assert out.shape == (0, 4, 5) and labels.shape == (0, )
+
+
+def test_cam_file_uint8_is_much_smaller_on_smooth_cams(tmp_path):
+    cams = _smooth_cams(2, 240, 320, seed=1)
+    f16, u8 = str(tmp_path / 'f16.npz'), str(tmp_path / 'u8.npz')
+    save_cam_file(f16, cams, [1, 2])
+    save_cam_file(u8, cams, [1, 2], dtype='uint8')
+    assert os.path.getsize(u8) * 2.5 < os.path.getsize(f16)
+
+
+def test_float16_cam_files_of_earlier_versions_still_read(tmp_path):
+    """A file as the float16-only writer wrote it (the same keys and
+    dtypes, built here by hand) reads as before."""
+    cams = _smooth_cams(2, 16, 24, seed=2)
+    path = str(tmp_path / 'old.npz')
+    with open(path, 'wb') as f:
+        np.savez_compressed(
+            f,
+            cams=cams.astype(np.float16),
+            labels=np.array([5, 9], np.int16),
+            img_shape=np.array([16, 24], np.int32))
+    out, labels = load_cam_file(path, (16, 24), [5, 9])
+    np.testing.assert_array_equal(out, cams.astype(np.float16))
+    assert labels.tolist() == [5, 9]
+    # and the default writer still writes exactly that layout
+    save_cam_file(str(tmp_path / 'new.npz'), cams, [5, 9])
+    with np.load(str(tmp_path / 'new.npz')) as data:
+        assert sorted(data.files) == ['cams', 'img_shape', 'labels']
+        assert data['cams'].dtype == np.float16
+
+
+def test_cam_file_dtype_checks(tmp_path):
+    path = str(tmp_path / 'd.npz')
+    with pytest.raises(ValueError, match=r'd\.npz.*float16.*uint8'):
+        save_cam_file(path, np.zeros((1, 2, 2)), [1], dtype='int8')
+    assert os.listdir(tmp_path) == []
+    # a cams_u8_delta that is not uint8 is refused, naming the file
+    _write_npz(
+        path,
+        cams_u8_delta=np.zeros((1, 2, 2), np.float32),
+        labels=np.array([1], np.int16))
+    with pytest.raises(ValueError, match=r'd\.npz.*uint8'):
+        load_cam_file(path)
+    _write_npz(path, labels=np.array([1], np.int16))
+    with pytest.raises(ValueError,
+                       match=r'd\.npz.*missing keys.*cams_u8_delta'):
+        load_cam_file(path)
