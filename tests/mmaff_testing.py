@@ -40,7 +40,7 @@ def folder_bytes(folder):
 #: The demo's stage configs, relative to the repository.
 DEMO_CAM = 'configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
 DEMO_AFF = 'configs/demo/affinitynet_r18-d8_1xb8-1k_demo-96x96.py'
-DEMO_SEG = ('configs/demo/fcn_r18-d8_1xb16-1.5k_demo-112x112_'
+DEMO_SEG = ('configs/demo/fcn_r18-d8_1xb8-1.5k_demo-112x112_'
             'affinitynet-pseudo.py')
 
 #: The repository root.

@@ -34,18 +34,20 @@ default_hooks = dict(
 # confident regions. The alphas turn (1 - max CAM) into a background score;
 # what counts as "confident" depends on how peaked the CAMs are. The
 # paper's 4 / 24 suit ImageNet-initialised ResNet-38 CAMs on VOC (best CAM
-# background threshold t ~ 0.2). The demo's from-scratch CAMs peak wider
-# (best t ~ 0.45): alpha with (1 - t)^alpha = t is ~1.3 there, and the
-# low/high pair brackets it (the background wins below a max CAM of ~0.65
-# / ~0.25). 112-px images: dCRF bilateral sxy 20 (reference: 80 for ~500 px).
+# background threshold t ~ 0.2); the demo's from-scratch CAMs peak wider
+# (t ~ 0.5). 0.7 / 2 (the background wins below a max CAM of ~0.6 / ~0.4)
+# were chosen by the random walk's mIoU on the held-out images, over
+# alpha_low 0.4-2 and alpha_high 2-10 (docs/random_walk_diagnosis.md,
+# section 7). 112-px images: dCRF bilateral sxy 20 (reference: 80 for
+# ~500 px).
 custom_hooks = [
     dict(type='CAMExportHook', out_dir='{handovers.cams}'),
     dict(
         type='ConfidentRegionHook',
         out_dir='{handovers.conf}',
-        alpha_low=0.4,
-        alpha_high=5,
-        crf=dict(bilateral_sxy=20),
+        alpha_low=0.7,
+        alpha_high=2,
+        refiner=dict(type='DenseCRF', bilateral_sxy=20),
         num_workers=2)
 ]
 # The background threshold is chosen on the held-out images (the test

@@ -80,6 +80,6 @@ custom_hooks = [
         type='RandomWalkHook',
         out_dir='{handovers.pseudo_rw}',
         crf_out_dir='{handovers.pseudo_rw_crf}',
-        crf=dict(bilateral_sxy=20),  # 112-px images, as above
+        refiner=dict(type='DenseCRF', bilateral_sxy=20),  # 112-px images
         num_workers=0)
 ]

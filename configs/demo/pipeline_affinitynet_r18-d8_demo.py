@@ -7,7 +7,7 @@ _base_ = ['../_base_/handovers.py']
 work_dir = 'work_dirs/demo'
 cam_config = 'configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'  # noqa: E501
 aff_config = 'configs/demo/affinitynet_r18-d8_1xb8-1k_demo-96x96.py'  # noqa: E501
-seg_config = 'configs/demo/fcn_r18-d8_1xb16-1.5k_demo-112x112_affinitynet-pseudo.py'  # noqa: E501
+seg_config = 'configs/demo/fcn_r18-d8_1xb8-1.5k_demo-112x112_affinitynet-pseudo.py'  # noqa: E501
 seg_work_dir = '{work_dir}/seg'  # stage 5: read by the test and the figure
 stages = [
     dict(
@@ -55,18 +55,17 @@ stages = [
         distributed=True,
         resume=True,
         resume_dir='{handovers.aff_work_dir}'),
-    # The walk's alpha, beta and steps: those whose pseudo labels (RW +
-    # dCRF, what stage 5 trains on) are best on the held-out images
-    # (labelled, never scored in the table), with the learnt affinities;
-    # the export below walks with them.
+    # The walk's alpha, beta and steps: those whose random-walk labels are
+    # best on the held-out images (labelled, never scored in the table),
+    # with the learnt affinities; the export below walks with them (the
+    # dCRF after the walk keeps its fixed, image-size-scaled parameters).
     dict(
         name='rw_tune',
         script='tools/analysis_tools/diagnose_random_walk.py',
         args=[
             '{aff_config}', '{handovers.aff_work_dir}', '--held-out',
-            '--walk-only',
-            '--tune-on', 'rw_crf', '--alphas', '1,2,3,4', '--betas',
-            '8,16', '--steps', '1,2,4,8,16', '--out',
+            '--walk-only', '--tune-on', 'rw', '--alphas', '1,2,3,4',
+            '--betas', '8,16,32', '--steps', '2,4,8,16,32,64', '--out',
             '{work_dir}/rw_tune.json', '--cfg-options',
             'handover_root={work_dir}', 'handovers.cam_bg_threshold='
             '{metric:{handovers.cam_metrics}:bg_threshold}'

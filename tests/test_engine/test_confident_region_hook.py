@@ -23,6 +23,7 @@ from mmseg.structures import SegDataSample
 import mmaff  # noqa: F401  (applies the environment fixes first)
 from mmaff.engine.hooks import CAMExportHook, ConfidentRegionHook
 from mmaff.engine.hooks import export_hook as export_module
+from mmaff.models import DenseCRF, build_refiner
 from mmaff.ops.confident import confident_region_map
 from mmaff.registry import HOOKS, METRICS
 from mmaff.utils import register_all_modules
@@ -42,7 +43,7 @@ CAM_CONFIG = osp.join(
 NUM_CLASSES = 5
 #: Non-default settings (small images): the hook must pass each on.
 SETTINGS = dict(
-    alpha_low=3, alpha_high=16, stride=4, crf=dict(bilateral_sxy=5))
+    alpha_low=3, alpha_high=16, stride=4, refiner=DenseCRF(bilateral_sxy=5))
 # id -> (height, width, label ids)
 IMAGES = {
     'img_a': (30, 41, (3, )),
@@ -286,6 +287,9 @@ def test_errors_name_the_image(fake, num_workers):
     dict(alpha_high='24'),
     dict(crf=dict(sxy=3)),
     dict(crf=dict(bilateral_sxy=20, iters=3)),
+    dict(refiner=dict(type='PAR', sigma=3)),
+    dict(refiner=dict(type='CAMHead')),
+    dict(refiner=dict(type='DenseCRF'), crf=dict(bilateral_sxy=20)),
     dict(num_workers=-1),
     dict(out_dir=''),
 ])
@@ -301,10 +305,11 @@ def test_bad_arguments(tmp_path, kwargs):
 
 @pytest.mark.parametrize(
     'config, settings, num_workers',
-    [(CAM_CONFIG, dict(alpha_low=4, alpha_high=24, stride=8, crf={}), 8),
+    [(CAM_CONFIG,
+      dict(alpha_low=4, alpha_high=24, stride=8, refiner=DenseCRF()), 8),
      (DEMO_CONFIG,
-      dict(alpha_low=0.4, alpha_high=5, stride=8,
-           crf=dict(bilateral_sxy=20)), 2)],
+      dict(alpha_low=0.7, alpha_high=2, stride=8,
+           refiner=DenseCRF(bilateral_sxy=20)), 2)],
     ids=['affinitynet', 'demo'])
 def test_cam_configs_export_and_score_confident_regions(
         config, settings, num_workers):
@@ -371,7 +376,7 @@ def test_cam_test_run_writes_cams_maps_and_both_metrics(tmp_path, run_tool):
     settings = dict(
         alpha_low=hook_cfg.alpha_low,
         alpha_high=hook_cfg.alpha_high,
-        crf=dict(hook_cfg.crf))
+        refiner=build_refiner(hook_cfg.refiner))
     conf, gt = [], []
     for img_id in ids:
         image = read_rgb_cv2(str(demo / 'JPEGImages' / f'{img_id}.jpg'))

@@ -268,6 +268,25 @@ def test_parts_and_bodies_are_visible_by_low_level_cues(samples):
                 assert dist > 30
 
 
+def test_part_pattern_is_drawn_over_the_body(samples):
+    """Between the pattern's strokes a part shows its body's colours, and
+    the strokes are one colour (generator 2.1): the object is one coherent
+    colour region with a marking, not a patch of unrelated colours."""
+    for sample in samples:
+        img = sample['image'].astype(np.float32)
+        for obj in sample['objects']:
+            mask, part = obj['mask'], obj['part_mask']
+            body = img[mask & ~part]
+            lo, hi = np.percentile(body, 2, 0), np.percentile(body, 98, 0)
+            pix = img[part]
+            like_body = ((pix >= lo - 8) & (pix <= hi + 8)).all(1)
+            assert 0.2 <= like_body.mean() <= 0.9, like_body.mean()
+            # the strokes: mostly one colour (plus noise)
+            strokes = pix[~like_body]
+            dist = np.linalg.norm(strokes - np.median(strokes, 0), axis=1)
+            assert (dist < 25).mean() >= 0.6
+
+
 def test_objects_vary_in_number_class_and_size():
     size, n = 96, 60
     objects = [tool.render_sample(0, i, size)['objects'] for i in range(n)]

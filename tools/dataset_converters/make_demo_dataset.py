@@ -24,10 +24,12 @@ with 1-3 objects. Every object has a body (a mildly deformed ellipse in one
 of the shared body colours and textures) that carries only a weak class cue
 (most often, not always, its class's own body colour) and a small
 class-specific *part* (15-35 % of the object's visible area) whose pattern
-(dots, stripes, rings, checks or a cross; colours shared by all classes) is
-what tells the class. The label of the whole object (body + part) is the
-class, so a classifier's CAM is strong on the part and weak on the body, and
-the affinity / random-walk stages must recover the body.
+(dots, stripes, rings, checks or a cross, in a colour shared by all
+classes, drawn over the body's texture so that the object stays one
+coherent colour region) is what tells the class. The label of the whole
+object (body + part) is the class, so a classifier's CAM is strong on the
+part and weak on the body, and the affinity / random-walk stages must
+recover the body.
 
 Everything is drawn from ``numpy.random.default_rng`` seeded by
 ``(seed, stream, index)``, one stream per image, so the same settings give
@@ -55,7 +57,7 @@ from mmengine.utils import ProgressBar
 from mmaff.utils.io import (atomic_write, remove_stale_temp_files,
                             save_label_png)
 
-GENERATOR_VERSION = '2.0'
+GENERATOR_VERSION = '2.1'
 #: Every HOLDOUT_EVERY-th training image (the 1st, 9th, 17th, ...) is in the
 #: ``holdout`` split: labelled images for choosing settings, which the
 #: demo's reported figures leave out.
@@ -489,20 +491,23 @@ def _draw_object(rng: np.random.Generator, canvas: np.ndarray, obj: dict,
     obj['body_color'] = best[0]
     texture = _BODY_TEXTURES[rng.integers(len(_BODY_TEXTURES))]
     _paint(canvas, body, _textured_fill(rng, size, best[1], texture))
-    # Part: the class's pattern in two shared colours of different lightness.
-    first = int(rng.integers(len(_PART_COLORS)))
+    # Part: the class's pattern in a shared part colour drawn over the
+    # body's own texture (like markings on a coat): between the pattern's
+    # strokes the part shows the body, so the object is one coherent colour
+    # region and colour-based refinement can carry a part-peaked CAM over
+    # the body.
+    body_luma = float(best[1] @ _LUMA)
     luma = _PART_COLORS @ _LUMA
     options = [
         i for i in range(len(_PART_COLORS))
-        if abs(luma[i] - luma[first]) >= 0.3
+        if abs(luma[i] - body_luma) >= 0.25
     ]
-    second = options[rng.integers(len(options))]
+    color = _PART_COLORS[options[rng.integers(len(options))]]
     on = _pattern(CLASSES[obj['label']], rng, size, *obj['part_center'],
                   obj['part_half'])
-    part_img = np.where(on[..., None], _PART_COLORS[second],
-                        _PART_COLORS[first]).astype(np.float32)
-    part_img += rng.normal(0, 0.02, part_img.shape).astype(np.float32)
-    _paint(canvas, obj['part'], part_img)
+    part_img = color + rng.normal(0, 0.02, (size, size, 3)).astype(np.float32)
+    on &= obj['part']
+    _paint(canvas, on, part_img)
 
 
 # ------------------------------------------------------------------ writing
