@@ -10,7 +10,8 @@ from .crf import dense_crf
 from .par import par_affinity, par_offsets, par_refine
 from .propagation import (crf_label, propagate_cams, refine_label,
                           scores_to_label)
-from .random_walk import random_walk, sparse_transition
+from .random_walk import (chebyshev_power_coefficients, random_walk,
+                          sparse_transition)
 
 __all__ = [
     'aggregate_cams', 'normalize_cams', 'background_score', 'cams_to_label',
@@ -19,5 +20,5 @@ __all__ = [
     'pool_to_grid', 'fuse_confident_regions', 'confident_region_map',
     'confident_region_stats', 'summarize_confident_stats', 'propagate_cams',
     'scores_to_label', 'crf_label', 'refine_label', 'par_offsets',
-    'par_affinity', 'par_refine'
+    'par_affinity', 'par_refine', 'chebyshev_power_coefficients'
 ]

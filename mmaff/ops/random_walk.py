@@ -14,19 +14,32 @@ where the authors' dense formulation (``T^t`` by repeated squaring) needs
 O(N^2) memory and O(N^3 log t) time. The same code runs on CPU (MKL) and
 CUDA (cuSPARSE). ``tools/analysis_tools/benchmark_random_walk.py`` compares
 both formulations.
+
+Long walks need fewer products than steps. ``T`` is similar to the
+symmetric ``D^-1/2 W D^-1/2`` and is stochastic, so its eigenvalues are
+real and in ``[-1, 1]``, where ``x^t`` is, to within a tolerance ``tol``,
+a Chebyshev series of degree ``d ~ sqrt(2 t ln(2 / tol))``
+(:func:`chebyshev_power_coefficients`). Evaluated by the three-term
+recurrence ``y_k+1 = 2 T y_k - y_k-1``, it costs ``d`` products: 84
+instead of 256 for the paper's ``t = 256`` in float32 (``tol`` = the
+dtype's machine epsilon), with the same accuracy against the dense result.
 """
 import contextlib
 import functools
 import numbers
 import warnings
-from typing import Iterator, Tuple
+import math
+from typing import Iterator, List, Tuple
 
 import torch
 from torch import Tensor
 
 from .affinity import pair_offsets
 
-__all__ = ['random_walk', 'sparse_transition', 'cpu_threads']
+__all__ = [
+    'random_walk', 'sparse_transition', 'cpu_threads',
+    'chebyshev_power_coefficients'
+]
 
 #: Below this many multiply-adds per step, a CPU walk runs on one thread:
 #: each of the ``steps`` products is then too short for intra-op threads
@@ -35,6 +48,11 @@ __all__ = ['random_walk', 'sparse_transition', 'cpu_threads']
 #: channels, ~0.8 M per step): two threads took 0.03 s on a quiet machine
 #: but 0.2-1.7 s beside a busy process; one thread 0.04 s and 0.12-0.18 s.
 SINGLE_THREAD_WORK = 2**24
+
+#: A walk uses the Chebyshev series (see the module's docstring) when the
+#: series needs at most this fraction of ``steps`` products; a step of the
+#: series costs one product and one vector update more than a plain step.
+SERIES_MAX_FRACTION = 0.75
 
 
 @contextlib.contextmanager
@@ -106,6 +124,67 @@ def _neighbour_table(
     crow = torch.zeros(n + 1, dtype=torch.long, device=device)
     crow[1:] = counts.cumsum(0)
     return crow, col, row, src
+
+
+def chebyshev_power_coefficients(steps: int, tol: float) -> List[float]:
+    """The shortest Chebyshev series of ``x ** steps`` within ``tol``.
+
+    ``x^t = sum_k c_k T_k(x)`` exactly, where ``T_k`` is the Chebyshev
+    polynomial of degree ``k`` and, for ``k`` of the parity of ``t``,
+    ``c_k = 2^(1-t) C(t, (t-k)/2)`` (``c_0 = 2^-t C(t, t/2)``; the others
+    are 0): ``x^t`` is the expected ``T_|S|(x)`` for ``S`` the end of a
+    ``t``-step +-1 walk. The coefficients are non-negative and sum to 1, so
+    dropping the terms above a degree ``d`` changes the value at any
+    ``x`` in ``[-1, 1]`` (where ``|T_k| <= 1``) by at most the sum of the
+    dropped coefficients. This returns ``c_0, ..., c_d`` for the smallest
+    ``d`` whose dropped coefficients sum to at most ``tol``; ``d`` grows
+    like ``sqrt(2 t ln(2 / tol))``.
+
+    Args:
+        steps (int): The power ``t >= 0``.
+        tol (float): The largest error allowed on ``[-1, 1]``, >= 0.
+
+    Returns:
+        list[float]: ``d + 1`` coefficients (exact binomials, rounded once
+        to float64).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) \
+            or steps < 0:
+        raise ValueError('chebyshev_power_coefficients: steps must be an '
+                         f'int >= 0, got {steps!r}')
+    if not isinstance(tol, numbers.Real) or not 0 <= tol < float('inf'):
+        raise ValueError('chebyshev_power_coefficients: tol must be a '
+                         f'finite number >= 0, got {tol!r}')
+    t = int(steps)
+    coeffs = [0.0] * (t + 1)
+    for k in range(t % 2, t + 1, 2):
+        # int / int divides exactly and rounds once, for any t
+        coeffs[k] = (1 if k == 0 else 2) * math.comb(t, (t - k) // 2) / 2**t
+    dropped, degree = 0.0, t
+    while degree > 0 and dropped + coeffs[degree] <= tol:
+        dropped += coeffs[degree]
+        degree -= 1
+    return coeffs[:degree + 1]
+
+
+def _walk_steps(trans: Tensor, x: Tensor, steps: int) -> Tensor:
+    """``T^steps x`` with the fewest sparse products (plain or series)."""
+    coeffs = chebyshev_power_coefficients(steps, torch.finfo(x.dtype).eps)
+    degree = len(coeffs) - 1
+    if degree > SERIES_MAX_FRACTION * steps:
+        for _ in range(steps):
+            x = trans @ x
+        return x
+    # y_0 = x, y_1 = T x, y_k+1 = 2 T y_k - y_k-1; out = sum_k c_k y_k
+    prev, cur = x, trans @ x
+    out = x * coeffs[0]
+    if coeffs[1]:
+        out.add_(cur, alpha=coeffs[1])
+    for k in range(2, degree + 1):
+        prev, cur = cur, torch.addmm(prev, trans, cur, beta=-1, alpha=2)
+        if coeffs[k]:
+            out.add_(cur, alpha=coeffs[k])
+    return out
 
 
 def _check_tensor(x: Tensor, name: str) -> None:
@@ -227,14 +306,17 @@ def random_walk(scores: Tensor,
                 radius: int = 5) -> Tensor:
     """Propagate class scores by ``steps`` random-walk steps: ``T^t v``.
 
-    Each step is one sparse matrix product ``v <- T v`` for all channels
+    Each product is one sparse matrix product with ``T`` for all channels
     and images at once; no dense ``N x N`` matrix is ever built. The walk is
     not differentiable (inputs are detached).
 
     Note:
         Only the channels that are non-zero in some image are walked (a
         zero channel stays zero), so passing all classes with the absent
-        ones zero costs what the present ones cost. On CPU a walk whose
+        ones zero costs what the present ones cost. A long walk is
+        evaluated as a Chebyshev series of ``T`` (module docstring), exact
+        to the working dtype's machine epsilon: 84 sparse products
+        instead of 256 in float32. On CPU a walk whose
         steps are short (fewer than :data:`SINGLE_THREAD_WORK`
         multiply-adds) runs on one thread: intra-op threads would only add
         a barrier per step. See ``docs/benchmarks.md``, "Random walk".
@@ -274,8 +356,7 @@ def random_walk(scores: Tensor,
         trans = _sparse_transition(affinity, beta, radius, dtype)
         x = scores.detach()[:, index].to(dtype).reshape(b, k, h * w)
         x = x.transpose(1, 2).reshape(b * h * w, k).contiguous()
-        for _ in range(int(steps)):
-            x = trans @ x
+        x = _walk_steps(trans, x, int(steps))
         out[:, index] = x.reshape(b, h * w, k).transpose(1, 2).reshape(
             b, k, h, w)
         return out

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import mmaff  # noqa: F401  (applies the environment fixes first)
-from mmaff.ops import (affinity_from_features, pair_offsets, random_walk,
-                       sparse_transition)
+from mmaff.ops import (affinity_from_features, chebyshev_power_coefficients,
+                       pair_offsets, random_walk, sparse_transition)
 
 
 def pixels(h, w):
@@ -311,3 +311,65 @@ def test_all_zero_channels_are_skipped_and_stay_zero(monkeypatch):
     random_walk(scores, aff, steps=2)
     assert widths == [3, 3]
     assert (random_walk(torch.zeros_like(scores), aff) == 0).all()
+
+
+@pytest.mark.parametrize('steps', [0, 1, 2, 7, 64, 256])
+def test_chebyshev_series_of_a_power(steps):
+    """The series is x^t exactly; truncated, within tol on [-1, 1]."""
+    import math
+
+    import numpy as np
+    from numpy.polynomial import chebyshev
+
+    x = np.linspace(-1, 1, 401)
+    full = chebyshev_power_coefficients(steps, 0)
+    assert len(full) == steps + 1
+    assert math.isclose(sum(full), 1, rel_tol=1e-12)  # T_k(1) = 1
+    assert max(abs(chebyshev.chebval(x, full) - x**steps)) < 1e-12
+    tol = 1.2e-7
+    short = chebyshev_power_coefficients(steps, tol)
+    assert short == full[:len(short)]
+    assert max(abs(chebyshev.chebval(x, short) - x**steps)) <= tol + 1e-12
+    # the shortest such prefix: one term less would drop more than tol
+    if len(short) > 1:
+        assert sum(full[len(short) - 1:]) > tol
+    # and no longer than the Chernoff bound sqrt(2 t ln(2 / tol))
+    assert len(short) - 1 <= math.sqrt(2 * steps * math.log(2 / tol)) + 1
+
+
+def test_chebyshev_series_bad_arguments():
+    for steps, tol in ((-1, 0.1), (1.5, 0.1), (True, 0.1), (4, -1),
+                       (4, float('nan')), (4, 'x')):
+        with pytest.raises(ValueError):
+            chebyshev_power_coefficients(steps, tol)
+
+
+@pytest.mark.parametrize('steps', [33, 64, 100, 256, 257])
+def test_long_walks_take_fewer_products_same_result(steps, monkeypatch):
+    """A long walk is the Chebyshev series: as many products as its
+    degree, and T^t v to float64 round-off (plain products as reference)."""
+    import importlib
+    rw_module = importlib.import_module('mmaff.ops.random_walk')
+    torch.manual_seed(steps)
+    aff = affinity_from_features(
+        torch.randn(2, 6, 8, 10, dtype=torch.float64), 5)
+    scores = torch.rand(2, 3, 8, 10, dtype=torch.float64)
+    trans = sparse_transition(aff, 8, 5)
+    v = scores.flatten(2).transpose(1, 2).reshape(-1, 3)
+    for _ in range(steps):
+        v = trans @ v
+    ref = v.reshape(2, 80, 3).transpose(1, 2).reshape(2, 3, 8, 10)
+
+    products = []
+    real_addmm = torch.addmm
+    monkeypatch.setattr(
+        torch, 'addmm', lambda *a, **k: (products.append(1),
+                                         real_addmm(*a, **k))[1])
+    out = random_walk(scores, aff, beta=8, steps=steps)
+    assert_rel_close(out, ref, 1e-12)
+    degree = len(chebyshev_power_coefficients(steps, 2.3e-16)) - 1
+    if degree <= rw_module.SERIES_MAX_FRACTION * steps:
+        assert len(products) + 1 == degree < steps
+    else:
+        assert products == []
+    assert steps != 256 or products  # the paper's t = 256 uses the series
