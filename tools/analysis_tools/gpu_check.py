@@ -16,12 +16,14 @@ What it does, in ``--out``:
    DeepLabV3 variant in smoke mode (``--smoke-iters``, ``--smoke-images``),
    unchanged otherwise: the configs' crop sizes and batch sizes, mixed
    precision with ``--amp``;
-3. ``benchmark_random_walk.py --device cuda`` and
-   ``benchmark_pseudo_label_export.py --device cuda``.
+3. ``benchmark_random_walk.py --device cuda``,
+   ``benchmark_pseudo_label_export.py --device cuda`` and
+   ``benchmark_refiners.py --device cuda --batch 8 --skip-quality`` (ms
+   per VOC-size image of the dCRF on the CPU and of PAR on CPU and GPU).
 
 It prints, and writes to ``<out>/gpu_check.json``: img/s and peak GPU
 memory (MiB, as mmengine logs it) of each training stage, s per stage, the
-two benchmarks' figures. Record them in ``docs/benchmarks.md``.
+three benchmarks' figures. Record them in ``docs/benchmarks.md``.
 """
 import argparse
 import json
@@ -117,7 +119,9 @@ def main():
         report['training'][stage] = training_figures(
             osp.join(work, 'logs', f'{stage}.log'), batch)
     for name, extra in (('benchmark_random_walk', ['--no-busy']),
-                        ('benchmark_pseudo_label_export', [])):
+                        ('benchmark_pseudo_label_export', []),
+                        ('benchmark_refiners',
+                         ['--batch', '8', '--skip-quality'])):
         result = osp.join(out, f'{name}.json')
         _run([
             py, f'tools/analysis_tools/{name}.py', '--device', 'cuda',

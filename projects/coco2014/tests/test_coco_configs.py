@@ -81,6 +81,12 @@ _prep_tests = _load('test_prepare_coco',
                     'projects/coco2014/tests/test_prepare_coco.py')
 CPU_OPTIONS = _load('test_run_configs',
                     'tests/test_configs/test_run_configs.py').CPU_OPTIONS
+_run_tool = _load('mmaff_testing', 'tests/mmaff_testing.py').run_tool_process
+
+
+def _run(args, cwd, env=None):
+    """``python ARGS`` in ``cwd`` as the other tool tests run it."""
+    return _run_tool(args, cwd, env=env, timeout=3600)
 
 
 def _ellipse(h, w, cy, cx, ry, rx):
@@ -186,21 +192,6 @@ def make_tiny_coco(root, seed=0):
     return data
 
 
-def _run(args, cwd, env=None, timeout=3600):
-    full_env = dict(os.environ, PYTHONWARNINGS='ignore')
-    full_env.update(env or {})
-    proc = subprocess.run(
-        args,
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-8000:]
-    return out
-
-
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     """A user's working dir: linked configs and projects, tiny COCO,
@@ -210,7 +201,6 @@ def workspace(tmp_path_factory):
         os.symlink(osp.join(REPO, name), ws / name)
     make_tiny_coco(str(ws / 'data' / 'coco2014'))
     _run([
-        PY,
         osp.join(REPO, 'tools/misc/make_stand_in_weights.py'), '--torch-home',
         str(ws / 'torch_home')
     ],
@@ -223,7 +213,6 @@ def coco_smoke(workspace):
     """The COCO pipeline, smoke mode, on the tiny COCO set."""
     out = _run(
         [
-            PY,
             osp.join(REPO, 'tools/run_pipeline.py'), PIPELINE, '--smoke',
             '--smoke-iters', '1', '--smoke-images',
             str(SMOKE_IMAGES), '--cfg-options'
