@@ -104,8 +104,10 @@ def dense_crf(image: np.ndarray,
     srgb=13, compat=10; 10 mean-field iterations).
 
     Args:
-        image (np.ndarray): (H, W, 3) uint8 RGB image (copied to a
-            C-contiguous array when it is not one).
+        image (np.ndarray): (H, W, 3) uint8 RGB image (copied when it is
+            not C-contiguous or is read-only, e.g. a memory map or an
+            array of an image reader's cache: pydensecrf's binding takes
+            writeable buffers only).
         probs (np.ndarray | torch.Tensor): (K, H, W) floating-point scores
             of K >= 1 labels, finite; values are clipped to [1e-5, 1].
         iterations (int): Mean-field iterations (>= 0). Defaults to 10.
@@ -166,7 +168,8 @@ def dense_crf(image: np.ndarray,
     crf.addPairwiseBilateral(
         sxy=bilateral_sxy,
         srgb=bilateral_srgb,
-        rgbim=np.ascontiguousarray(image),
+        rgbim=image if image.flags.c_contiguous and image.flags.writeable
+        else np.array(image, order='C'),
         compat=bilateral_compat)
     q = np.asarray(crf.inference(int(iterations)), dtype=np.float32)
     return q.reshape(num_labels, height, width)

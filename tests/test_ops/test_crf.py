@@ -123,6 +123,19 @@ def test_single_label_and_non_contiguous_image(voc):
         dense_crf(view, probs), dense_crf(np.ascontiguousarray(view), probs))
 
 
+def test_read_only_inputs(voc):
+    """A read-only image and scores (a memory map, a cached decode) are
+    refined like writeable copies, and are left as they were."""
+    rgb, _ = voc
+    img = np.ascontiguousarray(rgb[:40, :50])
+    probs = np.random.default_rng(3).random((3, 40, 50)).astype(np.float32)
+    expected = dense_crf(img.copy(), probs.copy())
+    img.flags.writeable = False
+    probs.flags.writeable = False
+    np.testing.assert_array_equal(dense_crf(img, probs), expected)
+    assert not img.flags.writeable and not probs.flags.writeable
+
+
 def test_bad_inputs_raise_clear_errors():
     img = np.zeros((8, 10, 3), np.uint8)
     probs = np.full((2, 8, 10), 0.5, np.float32)
