@@ -38,7 +38,7 @@ from .affinity import pair_offsets
 
 __all__ = [
     'random_walk', 'sparse_transition', 'cpu_threads',
-    'chebyshev_power_coefficients'
+    'chebyshev_power_coefficients', 'walk_threads'
 ]
 
 #: Below this many multiply-adds per step, a CPU walk runs on one thread:
@@ -185,6 +185,39 @@ def _walk_steps(trans: Tensor, x: Tensor, steps: int) -> Tensor:
         if coeffs[k]:
             out.add_(cur, alpha=coeffs[k])
     return out
+
+
+def _walked_channels(scores: Tensor) -> Tensor:
+    """Indices of the channels that are non-zero in some image: a channel
+    that is zero everywhere stays zero (T 0 = 0), so absent classes, when a
+    caller passes all of them, cost nothing."""
+    active = (scores.detach().flatten(2) != 0).any(2).any(0)
+    return active.nonzero().flatten()
+
+
+def _walk_threads(values: int, radius: int, device: torch.device) -> int:
+    """Intra-op threads for a walk of ``values`` pixel-channel values."""
+    work = values * len(pair_offsets(radius)) * 2
+    if device.type == 'cpu' and work < SINGLE_THREAD_WORK:
+        return 1
+    return torch.get_num_threads()
+
+
+def walk_threads(scores: Tensor, radius: int = 5) -> int:
+    """The intra-op threads :func:`random_walk` runs ``scores`` on.
+
+    Args:
+        scores (Tensor): (B, C, h, w) scores as passed to the walk.
+        radius (int): Pair radius. Defaults to 5.
+
+    Returns:
+        int: 1 for a short CPU walk (fewer than :data:`SINGLE_THREAD_WORK`
+        multiply-adds per product over the walked channels), else torch's
+        current number of threads.
+    """
+    b, _, h, w = scores.shape
+    k = int(_walked_channels(scores).numel())
+    return _walk_threads(b * h * w * k, radius, scores.device)
 
 
 def _check_tensor(x: Tensor, name: str) -> None:
@@ -342,16 +375,11 @@ def random_walk(scores: Tensor,
     b, c, h, w = scores.shape
     dtype = _work_dtype(scores, affinity)
     out = scores.detach().new_zeros((b, c, h, w), dtype=dtype)
-    # A channel that is zero everywhere stays zero (T 0 = 0): absent
-    # classes, when a caller passes all of them, cost nothing.
-    active = (scores.detach().flatten(2) != 0).any(2).any(0)
-    index = active.nonzero().flatten()
+    index = _walked_channels(scores)
     k = int(index.numel())
     if k == 0:
         return out
-    work = b * h * w * k * len(pair_offsets(radius)) * 2
-    threads = 1 if (affinity.device.type == 'cpu'
-                    and work < SINGLE_THREAD_WORK) else torch.get_num_threads()
+    threads = _walk_threads(b * h * w * k, radius, scores.device)
     with torch.no_grad(), cpu_threads(threads):
         trans = _sparse_transition(affinity, beta, radius, dtype)
         x = scores.detach()[:, index].to(dtype).reshape(b, k, h * w)

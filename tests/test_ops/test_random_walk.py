@@ -373,3 +373,18 @@ def test_long_walks_take_fewer_products_same_result(steps, monkeypatch):
     else:
         assert products == []
     assert steps != 256 or products  # the paper's t = 256 uses the series
+
+
+def test_walk_threads_count_the_walked_channels(monkeypatch):
+    """The thread rule (as the benchmark reports it) counts the channels
+    the walk walks, not the zero ones."""
+    import importlib
+    rw_module = importlib.import_module('mmaff.ops.random_walk')
+    scores = torch.zeros(1, 21, 10, 10)
+    scores[0, [0, 5]] = 1
+    per_channel = 100 * len(pair_offsets(5)) * 2
+    # between the work of the 2 walked channels and that of all 21
+    monkeypatch.setattr(rw_module, 'SINGLE_THREAD_WORK', 3 * per_channel)
+    assert rw_module.walk_threads(scores) == 1
+    scores[0, 1:4] = 1  # 5 walked channels: above the threshold
+    assert rw_module.walk_threads(scores) == torch.get_num_threads()

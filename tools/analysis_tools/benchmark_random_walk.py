@@ -223,12 +223,10 @@ def worker(args):
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch.save(out.cpu(), args.worker_out)
-    from mmaff.ops import pair_offsets
-    from mmaff.ops.random_walk import SINGLE_THREAD_WORK
-    work = scores.numel() * len(pair_offsets(args.radius)) * 2
-    threads = torch.get_num_threads()
-    if args.worker == 'sparse' and not cuda and work < SINGLE_THREAD_WORK:
-        threads = 1  # random_walk runs short CPU walks on one thread
+    from mmaff.ops.random_walk import walk_threads
+    # the walk's own rule (short CPU walks on one thread); dense: torch's
+    threads = walk_threads(scores, args.radius) \
+        if args.worker == 'sparse' else torch.get_num_threads()
     print(
         json.dumps(
             dict(
