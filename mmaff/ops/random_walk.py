@@ -26,9 +26,9 @@ dtype's machine epsilon), with the same accuracy against the dense result.
 """
 import contextlib
 import functools
+import math
 import numbers
 import warnings
-import math
 from typing import Iterator, List, Tuple
 
 import torch
@@ -167,9 +167,17 @@ def chebyshev_power_coefficients(steps: int, tol: float) -> List[float]:
     return coeffs[:degree + 1]
 
 
+@functools.lru_cache(maxsize=32)
+def _walk_series(steps: int, dtype: torch.dtype) -> Tuple[float, ...]:
+    """The walk's series for ``steps`` in ``dtype`` (computed once: an
+    export walks every image with the same ``steps``)."""
+    return tuple(
+        chebyshev_power_coefficients(steps, torch.finfo(dtype).eps))
+
+
 def _walk_steps(trans: Tensor, x: Tensor, steps: int) -> Tensor:
     """``T^steps x`` with the fewest sparse products (plain or series)."""
-    coeffs = chebyshev_power_coefficients(steps, torch.finfo(x.dtype).eps)
+    coeffs = _walk_series(steps, x.dtype)
     degree = len(coeffs) - 1
     if degree > SERIES_MAX_FRACTION * steps:
         for _ in range(steps):

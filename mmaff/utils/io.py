@@ -21,6 +21,7 @@ a reader never sees a half-written file and an interrupted export resumes by
 skipping the files that exist.
 """
 import io
+import json
 import os
 import os.path as osp
 import re
@@ -125,6 +126,24 @@ def atomic_write(path: str, write_fn: Callable[[str], None]) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json(path: str, obj, **kwargs) -> None:
+    """Write ``obj`` as a JSON file (newline-terminated), atomically.
+
+    Args:
+        path (str): Output file.
+        obj: A JSON-serialisable object.
+        **kwargs: Arguments of :func:`json.dumps` (``indent``,
+            ``sort_keys``, ...).
+    """
+    text = json.dumps(obj, **kwargs) + '\n'
+
+    def _write(tmp):
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+
+    atomic_write(path, _write)
 
 
 def check_unique_ids(ids: Sequence[str], path: str) -> None:

@@ -94,19 +94,12 @@ def dump_metrics(metrics: dict, path: str) -> None:
         metrics (dict): Metric name -> value (numpy scalars allowed).
         path (str): Output file.
     """
-    import json
-
-    from .io import atomic_write
+    from .io import write_json
     plain = {
         k: (v.item() if hasattr(v, 'item') else v)
         for k, v in metrics.items()
     }
-
-    def _write(tmp):
-        with open(tmp, 'w') as f:
-            json.dump(plain, f, indent=2)
-
-    atomic_write(path, _write)
+    write_json(path, plain, indent=2)
 
 
 def set_output_dir(cfg: Config, out: str) -> None:

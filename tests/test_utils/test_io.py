@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from mmaff.utils.io import (atomic_write, load_cam_file, load_label_png,
-                            save_cam_file, save_label_png, voc_palette)
+                            save_cam_file, save_label_png, voc_palette,
+                            write_json)
 
 
 def _voc_colour(label: int):
@@ -515,3 +516,19 @@ def test_cam_file_dtype_checks(tmp_path):
     with pytest.raises(ValueError,
                        match=r'd\.npz.*missing keys.*cams_u8_delta'):
         load_cam_file(path)
+
+
+def test_write_json_round_trips_atomically(tmp_path):
+    import json
+    path = tmp_path / 'sub' / 'out.json'
+    obj = {'b': [1, 2.5], 'a': 'traffic light'}
+    write_json(str(path), obj, indent=1, sort_keys=True)
+    text = path.read_text(encoding='utf-8')
+    assert text == json.dumps(obj, indent=1, sort_keys=True) + '\n'
+    assert json.loads(text) == obj
+    assert os.listdir(tmp_path / 'sub') == ['out.json']  # no temp file
+    # a value JSON cannot hold: the error, and the old file kept
+    with pytest.raises(TypeError):
+        write_json(str(path), {'x': object()})
+    assert path.read_text(encoding='utf-8') == text
+    assert os.listdir(tmp_path / 'sub') == ['out.json']

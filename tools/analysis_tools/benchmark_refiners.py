@@ -58,7 +58,7 @@ from mmaff.ops import refine_label, scores_to_label
 from mmaff.ops.confident import (confident_region_map, confident_region_stats,
                                  summarize_confident_stats)
 from mmaff.registry import DATASETS
-from mmaff.utils.io import atomic_write, read_rgb
+from mmaff.utils.io import read_rgb, write_json
 from mmaff.utils.tool_utils import load_tool_config
 
 DEMO_CAM = 'configs/demo/affinitynet-cam_r18-d8_1xb16-3k_demo-112x112.py'
@@ -378,13 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         res['quality'] = benchmark_quality(args)
     print_report(res)
     if args.out:
-        text = json.dumps(res, indent=1) + '\n'
-
-        def _write(tmp):
-            with open(tmp, 'w', encoding='utf-8') as f:
-                f.write(text)
-
-        atomic_write(args.out, _write)
+        write_json(args.out, res, indent=1)
         print(f'wrote {args.out}')
     return res
 

@@ -41,7 +41,6 @@ reports a run on the demo.
 """
 import argparse
 import itertools
-import json
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -64,7 +63,7 @@ from mmaff.ops.confident import (confident_region_map, confident_region_stats,
 from mmaff.models.refiners import DenseCRF
 from mmaff.ops.propagation import refine_label
 from mmaff.registry import DATASETS
-from mmaff.utils.io import atomic_write, read_rgb
+from mmaff.utils.io import read_rgb, write_json
 from mmaff.utils.tool_utils import load_tool_config
 
 
@@ -457,13 +456,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     res = diagnose(args)
     print_report(res)
     if args.out:
-        text = json.dumps(res, indent=1, sort_keys=True) + '\n'
-
-        def _write(tmp):
-            with open(tmp, 'w', encoding='utf-8') as f:
-                f.write(text)
-
-        atomic_write(args.out, _write)
+        write_json(args.out, res, indent=1, sort_keys=True)
         print(f'wrote {args.out}')
     return res
 
